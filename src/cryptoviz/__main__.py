@@ -1,0 +1,3 @@
+from cryptoviz.cli import main
+
+main()

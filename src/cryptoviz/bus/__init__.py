@@ -1,0 +1,1 @@
+"""The bus seam: an in-process bounded queue by default, Apache Kafka in production."""

@@ -1,0 +1,48 @@
+"""Publisher and consumer interfaces that the pipeline talks to."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptoviz.models import CoinSnapshot
+
+
+@dataclass(slots=True)
+class Batch:
+    """Snapshots decoded from one poll, plus what ``commit`` needs (offsets for Kafka)."""
+
+    snapshots: list[CoinSnapshot] = field(default_factory=list)
+    token: Any = None
+    dead_lettered: int = 0  # messages in this batch that went to the DLQ instead
+
+
+class Publisher(ABC):
+    @abstractmethod
+    def publish(self, snapshots: Sequence[CoinSnapshot]) -> None:
+        """Send one message per snapshot, keyed by coin id. May block (back-pressure)."""
+
+    @abstractmethod
+    def flush(self, timeout: float = 30.0) -> int:
+        """Wait for outstanding messages; return how many are still undelivered."""
+
+    def close(self) -> None:
+        self.flush()
+
+
+class Consumer(ABC):
+    @abstractmethod
+    def poll_batch(self, max_records: int, timeout: float) -> Batch | None:
+        """Up to ``max_records`` snapshots gathered for at most ``timeout`` seconds.
+
+        ``None`` means the bus is closed and drained: the consumer loop can stop.
+        """
+
+    @abstractmethod
+    def commit(self, batch: Batch) -> None:
+        """Acknowledge a batch once the database transaction holding it has committed."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""

@@ -1,0 +1,477 @@
+"""The ``cryptoviz`` command line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cryptoviz import __version__
+from cryptoviz.config import Settings, load_settings
+from cryptoviz.errors import ConfigError, CryptoVizError, StoreError
+from cryptoviz.logging_setup import configure_logging
+
+logger = logging.getLogger("cryptoviz")
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="cryptoviz", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+    help="Collect, validate, reconcile, stream and store crypto market data (CoinGecko, CoinMarketCap).\n\n"
+         "Settings come from CRYPTOVIZ_* environment variables or .env (see .env.example).",
+)
+db_app = typer.Typer(no_args_is_help=True, help="Database schema: upgrade, downgrade, current revision.")
+dlq_app = typer.Typer(no_args_is_help=True, help="Dead-letter queue: messages the writer could not store.")
+app.add_typer(db_app, name="db")
+app.add_typer(dlq_app, name="dlq")
+
+T = TypeVar("T")
+
+DatabaseUrl = Annotated[str | None, typer.Option("--database-url", help="Override CRYPTOVIZ_DATABASE_URL.")]
+Interval = Annotated[float | None, typer.Option("--interval", min=0.1,
+                                                help="Seconds between cycles (default CRYPTOVIZ_INTERVAL).")]
+Duration = Annotated[float | None, typer.Option("--duration", min=0.0,
+                                                help="Stop after this many seconds (default: run until stopped).")]
+
+
+def _settings(**overrides: Any) -> Settings:
+    return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _guard(fn: Callable[[], T]) -> T:
+    """Turn the project's errors into one clear line and a non-zero exit instead of a traceback."""
+    try:
+        return fn()
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)  # one plain line: never wrapped, easy to grep
+        raise typer.Exit(2) from None
+    except CryptoVizError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+# --- the main job ----------------------------------------------------------------------------------
+
+
+@app.command()
+def run(interval: Interval = None, duration: Duration = None, database_url: DatabaseUrl = None) -> None:
+    """Run the whole job: collect every interval, reconcile, stream and store.
+
+    Embedded by default (in-process bus, SQLite). With CRYPTOVIZ_KAFKA_BOOTSTRAP_SERVERS set, the
+    collector publishes to Kafka and a writer in the same process consumes into the database.
+    """
+    def go() -> None:
+        settings = _settings(interval=interval, database_url=database_url)
+        configure_logging(settings)
+        _run_job(settings, duration)
+
+    _guard(go)
+
+
+def _run_job(settings: Settings, duration: float | None, *, max_cycles: int | None = None) -> None:
+    from cryptoviz.runtime import make_sources, open_store, run_embedded, stop_on_signals
+
+    engine = open_store(settings)
+    sources = make_sources(settings)
+    if not sources:
+        raise ConfigError("no source to collect from: set CRYPTOVIZ_SOURCES or an API key (see .env.example)")
+    names = ", ".join(s.name for s in sources)
+    bus = f"Kafka {settings.kafka_bootstrap_servers} topic {settings.kafka_topic}" if settings.kafka_enabled \
+        else "in-process bus"
+    logger.info("collecting %s every %.0fs into %s via %s", names, settings.interval,
+                engine.url.render_as_string(hide_password=True), bus)
+    with stop_on_signals() as stop:
+        if settings.kafka_enabled:
+            from cryptoviz.kafka_jobs import run_with_kafka
+
+            cycles, stored = run_with_kafka(settings, engine, sources, stop, duration=duration,
+                                            max_cycles=max_cycles)
+        else:
+            cycles, stored = run_embedded(settings, engine, sources, stop, duration=duration,
+                                          max_cycles=max_cycles)
+    logger.info("stopped after %d cycle(s); %d snapshots stored", cycles, stored)
+
+
+@app.command()
+def collect(
+    once: Annotated[bool, typer.Option("--once", help="One cycle, then print a summary table.")] = False,
+    interval: Interval = None, duration: Duration = None, database_url: DatabaseUrl = None,
+) -> None:
+    """Collect on schedule (the producer side when Kafka is configured).
+
+    Without Kafka the snapshots go through the in-process bus into the database, as with `run`.
+    """
+    def go() -> None:
+        settings = _settings(interval=interval, database_url=database_url)
+        configure_logging(settings, quiet=once)
+        if once:
+            _collect_once(settings)
+        elif settings.kafka_enabled:
+            from cryptoviz.kafka_jobs import run_collector
+            from cryptoviz.runtime import make_sources, open_store, stop_on_signals
+            engine = open_store(settings)
+            with stop_on_signals() as stop:
+                run_collector(settings, engine, make_sources(settings), stop, duration=duration)
+        else:
+            _run_job(settings, duration)
+
+    _guard(go)
+
+
+def _collect_once(settings: Settings) -> None:
+    from cryptoviz.bus.memory import MemoryBus
+    from cryptoviz.pipeline import Collector, run_writer
+    from cryptoviz.runtime import make_sources, open_store
+    from cryptoviz.store.writer import SnapshotWriter
+
+    engine = open_store(settings)
+    sources = make_sources(settings)
+    if not sources:
+        raise ConfigError("no source to collect from: set CRYPTOVIZ_SOURCES or an API key (see .env.example)")
+    if settings.kafka_enabled:
+        from cryptoviz.bus.factory import make_publisher
+
+        publisher = make_publisher(settings)
+        collector = Collector(settings, sources, publisher, engine)
+        run = collector.run_cycle()
+        publisher.close()
+        stored_note = f"published to Kafka topic {settings.kafka_topic}"
+    else:
+        bus = MemoryBus(settings.bus_queue_size)
+        collector = Collector(settings, sources, bus.publisher(), engine)
+        run = collector.run_cycle()
+        bus.close()
+        stored = run_writer(bus.consumer(), SnapshotWriter(engine), threading.Event(),
+                            batch_size=settings.batch_size, batch_timeout=settings.batch_timeout)
+        stored_note = f"{stored} stored in {engine.url.render_as_string(hide_password=True)}"
+    collector.close()
+    table = Table(title=f"Cycle {run.started_at:%Y-%m-%d %H:%M:%S} UTC: {run.status}")
+    for column in ("source", "fetched", "rejected", "used", "pages", "time (s)", "error"):
+        table.add_column(column, justify="left" if column in ("source", "error") else "right")
+    for name, r in run.sources.items():
+        table.add_row(name, str(r.fetched), str(r.rejected), str(r.used), str(r.pages), f"{r.seconds:.2f}",
+                      (r.error or "")[:80])
+    console.print(table)
+    reasons: dict[str, int] = {}
+    for rejection in run.rejections:
+        reasons[rejection.reason] = reasons.get(rejection.reason, 0) + 1
+    if reasons:
+        console.print("rejected by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())))
+    console.print(f"coins: {run.coins} reconciled, {stored_note}")
+    if run.status == "failed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def consume(duration: Duration = None, database_url: DatabaseUrl = None) -> None:
+    """Writer side with Kafka: consume snapshots into the database (runs until stopped).
+
+    Several `cryptoviz consume` processes share the topic's partitions (consumer group
+    CRYPTOVIZ_KAFKA_GROUP). Offsets are committed only after the database transaction committed.
+    """
+    def go() -> None:
+        settings = _settings(database_url=database_url)
+        configure_logging(settings)
+        if not settings.kafka_enabled:
+            raise ConfigError("consume reads from Kafka: set CRYPTOVIZ_KAFKA_BOOTSTRAP_SERVERS "
+                              "(without Kafka, `cryptoviz run` writes through its in-process bus)")
+        from cryptoviz.kafka_jobs import run_consumer
+        from cryptoviz.runtime import open_store, stop_on_signals
+
+        engine = open_store(settings)
+        with stop_on_signals() as stop:
+            stored = run_consumer(settings, engine, stop, duration=duration)
+        logger.info("consumer stopped: %d snapshots stored", stored)
+
+    _guard(go)
+
+
+# --- database --------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+               database_url: DatabaseUrl = None) -> None:
+    """Apply migrations up to REVISION (default: the latest)."""
+    from cryptoviz.store import migrate
+    from cryptoviz.store.engine import redact
+
+    def go() -> None:
+        settings = _settings(database_url=database_url)
+        migrate.upgrade(settings.database_url, revision)
+        console.print(f"{redact(settings.database_url)}: at revision {migrate.current(settings.database_url)}")
+
+    _guard(go)
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision, e.g. -1 or base.")] = "-1",
+                 database_url: DatabaseUrl = None) -> None:
+    """Revert migrations down to REVISION (default: one step)."""
+    from cryptoviz.store import migrate
+    from cryptoviz.store.engine import redact
+
+    def go() -> None:
+        settings = _settings(database_url=database_url)
+        migrate.downgrade(settings.database_url, revision)
+        console.print(f"{redact(settings.database_url)}: at revision "
+                      f"{migrate.current(settings.database_url) or 'base (empty)'}")
+
+    _guard(go)
+
+
+@db_app.command("current")
+def db_current(database_url: DatabaseUrl = None) -> None:
+    """Print the database's schema revision and the latest one available."""
+    from cryptoviz.store import migrate
+    from cryptoviz.store.engine import redact
+
+    def go() -> None:
+        settings = _settings(database_url=database_url)
+        now, head = migrate.current(settings.database_url), migrate.head_revision()
+        state = "up to date" if now == head else "run `cryptoviz db upgrade`"
+        console.print(f"{redact(settings.database_url)}: revision {now or 'none'} (latest {head}: {state})")
+
+    _guard(go)
+
+
+# --- record / replay -------------------------------------------------------------------------------
+
+
+@app.command()
+def record(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write DIR/<source>/<time>.<ext> into.")],
+    cycles: Annotated[int, typer.Option("--cycles", min=1, help="How many cycles to record.")] = 1,
+    interval: Interval = None,
+) -> None:
+    """Save every raw response body exactly as received, for replay and tests. Stores nothing."""
+    def go() -> None:
+        from cryptoviz.pipeline import cycle_time, fetch_source
+        from cryptoviz.recording import PageRecorder
+        from cryptoviz.runtime import make_sources, stop_on_signals
+
+        settings = _settings(interval=interval)
+        configure_logging(settings)
+        sources = make_sources(settings)
+        if not sources:
+            raise ConfigError("no source to record: set CRYPTOVIZ_SOURCES or an API key")
+        recorder = PageRecorder(out)
+        with stop_on_signals() as stop:
+            for n in range(cycles):
+                started = time.monotonic()
+                observed_at = cycle_time()
+                for outcome in map(fetch_source, sources):
+                    if outcome.error:
+                        logger.warning("%s", outcome.error)
+                    for page in outcome.pages:
+                        recorder(page, observed_at)
+                console.print(f"cycle {n + 1}/{cycles}: {len(recorder.files)} file(s) so far in {out}")
+                if n + 1 < cycles and stop.wait(max(0.0, settings.interval - (time.monotonic() - started))):
+                    break
+        if not recorder.files:
+            raise CryptoVizError("nothing recorded: every source failed (see the warnings above)")
+
+    _guard(go)
+
+
+@app.command()
+def replay(directory: Annotated[Path, typer.Argument(help="A directory written by `cryptoviz record`.")],
+           database_url: DatabaseUrl = None) -> None:
+    """Feed recorded files through parse, validate, reconcile, bus and store (observed_at from names)."""
+    def go() -> None:
+        from cryptoviz.bus.memory import MemoryBus
+        from cryptoviz.pipeline import Collector, run_writer
+        from cryptoviz.recording import read_recording
+        from cryptoviz.runtime import open_store
+        from cryptoviz.store.writer import SnapshotWriter
+
+        settings = _settings(database_url=database_url)
+        configure_logging(settings)
+        cycles = read_recording(directory)
+        engine = open_store(settings)
+        bus = MemoryBus(settings.bus_queue_size)
+        stored: list[int] = [0]
+        stop = threading.Event()
+        writer = threading.Thread(target=lambda: stored.__setitem__(0, run_writer(
+            bus.consumer(), SnapshotWriter(engine), stop, batch_size=settings.batch_size,
+            batch_timeout=settings.batch_timeout)), daemon=True)
+        writer.start()
+        collector = Collector(settings, [], bus.publisher(), engine)
+        published = 0
+        for observed_at, outcomes in cycles:
+            published += collector.publish(outcomes, observed_at).published
+        bus.close()
+        writer.join()
+        console.print(f"replayed {len(cycles)} cycle(s): {published} snapshots published, "
+                      f"{stored[0]} stored")
+
+    _guard(go)
+
+
+# --- status ----------------------------------------------------------------------------------------
+
+
+@app.command()
+def status(database_url: DatabaseUrl = None) -> None:
+    """Show the last cycle, each source's health and the row counts."""
+    def go() -> None:
+        from cryptoviz.runtime import open_store
+        from cryptoviz.store.queries import last_runs, row_counts, source_health
+
+        settings = _settings(database_url=database_url)
+        engine = open_store(settings, upgrade=False)
+        try:
+            runs = last_runs(engine, 1)
+            counts = row_counts(engine)
+            health = source_health(engine)
+        except Exception as exc:
+            raise StoreError(f"cannot read status from {engine.url.render_as_string(hide_password=True)} "
+                             f"({exc.__class__.__name__}); run `cryptoviz db upgrade` first?") from None
+        console.print(f"database: {engine.url.render_as_string(hide_password=True)}")
+        if not runs:
+            console.print("no cycle has run yet: start one with `cryptoviz run` (or `make demo`)")
+        else:
+            r = runs[0]
+            took = (r["finished_at"] - r["started_at"]).total_seconds() if r["finished_at"] else 0
+            console.print(f"last cycle: {r['started_at']:%Y-%m-%d %H:%M:%S} UTC, {r['status']}, "
+                          f"{r['published']} coins published, {r['fetched']} fetched, "
+                          f"{r['rejected']} rejected, {took:.1f}s")
+        table = Table(title="sources (last 10 cycles)")
+        for column in ("source", "fetched", "rejected", "breaker", "failures in a row", "last ok", "last error"):
+            table.add_column(column)
+        for name, h in sorted(health.items()):
+            last_ok = f"{h['last_ok']:%Y-%m-%d %H:%M:%S}" if h["last_ok"] else "never"
+            table.add_row(name, str(h["fetched"]), str(h["rejected"]), h["breaker"],
+                          str(h["failures_in_a_row"]), last_ok, (h["last_error"] or "")[:70])
+        console.print(table)
+        console.print("rows: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+    _guard(go)
+
+
+# --- simulator and demo ----------------------------------------------------------------------------
+
+Faults = Annotated[str | None, typer.Option(
+    "--faults", help="Comma list: rate-limit, server-error, slow, malformed, outlier, none, all "
+                     "(default: the demo set: malformed, outlier and rare rate limits / 500s).")]
+
+
+@app.command()
+def simulate(
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0 = any free port).")] = 8765,
+    faults: Faults = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed of the market.")] = 42,
+) -> None:
+    """Run the market simulator alone (CoinGecko- and CoinMarketCap-shaped APIs and pages)."""
+    def go() -> None:
+        from cryptoviz.simulator import start_simulator
+
+        sim = start_simulator(port=port, faults=faults, seed=seed)
+        console.print("# point CryptoViz at the simulator:")
+        for line in sim.env_lines():
+            print(line, flush=True)
+        console.print(f"# simulator listening on {sim.url} (Ctrl+C to stop)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sim.stop()
+
+    _guard(go)
+
+
+@app.command()
+def demo(
+    duration: Duration = None,
+    interval: Annotated[float, typer.Option("--interval", min=0.5, help="Seconds between cycles.")] = 10.0,
+    database_url: Annotated[str, typer.Option("--database-url", help="Where to store the demo data.")] =
+    "sqlite:///data/demo.db",
+    sources: Annotated[str, typer.Option("--sources", help="Comma list of sources to simulate.")] =
+    "coingecko,coinmarketcap",
+    faults: Faults = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed of the market.")] = 42,
+) -> None:
+    """See the whole job offline: a local market simulator feeds the real pipeline.
+
+    Writes into data/demo.db (never into the configured database) unless --database-url is given.
+    With Kafka configured the demo uses its own topic (CRYPTOVIZ_KAFKA_TOPIC + '_demo').
+    """
+    def go() -> None:
+        from cryptoviz.simulator import start_simulator
+
+        sim = start_simulator(port=0, faults=faults, seed=seed)
+        try:
+            base = load_settings()
+            overrides: dict[str, Any] = {**sim.settings_overrides(), "database_url": database_url,
+                                         "interval": interval, "sources": sources,
+                                         "top_n": len(sim.coins)}
+            if base.kafka_enabled:
+                overrides["kafka_topic"] = f"{base.kafka_topic}_demo"
+                overrides["kafka_group"] = f"{base.kafka_group}-demo"
+            settings = load_settings(**overrides)
+            configure_logging(settings)
+            logger.info("market simulator on %s; demo data goes to %s", sim.url,
+                        database_url.split("@")[-1])
+            _run_job(settings, duration)
+        finally:
+            sim.stop()
+
+    _guard(go)
+
+
+# --- dead letters ----------------------------------------------------------------------------------
+
+
+@dlq_app.command("list")
+def dlq_list(limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 50) -> None:
+    """List messages in the dead-letter topic (CRYPTOVIZ_KAFKA_TOPIC + '.dlq') with their reasons."""
+    def go() -> None:
+        settings = _settings()
+        if not settings.kafka_enabled:
+            raise ConfigError("the dead-letter queue is a Kafka topic: set CRYPTOVIZ_KAFKA_BOOTSTRAP_SERVERS")
+        from cryptoviz.bus.kafka import list_dlq
+
+        letters = list_dlq(settings.kafka_bootstrap_servers or "", settings.dlq_topic, limit=limit)
+        if not letters:
+            console.print(f"{settings.dlq_topic}: empty")
+            return
+        table = Table(title=f"{settings.dlq_topic}: {len(letters)} message(s)")
+        for column in ("partition:offset", "key", "from", "error", "value"):
+            table.add_column(column)
+        for d in letters:
+            table.add_row(f"{d.partition}:{d.offset}", str(d.key),
+                          f"{d.original_topic}[{d.original_partition}]@{d.original_offset}",
+                          str(d.error)[:80], d.value_preview[:60])
+        console.print(table)
+
+    _guard(go)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        console.print(f"cryptoviz {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    """CryptoViz command line."""
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,66 @@
+"""Logging for entry points: console (Rich) + rotating file; secrets masked in every record."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+from collections.abc import Iterable
+from pathlib import Path
+
+from rich.logging import RichHandler
+
+from cryptoviz.config import Settings
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class SecretMask(logging.Filter):
+    """Replace any configured secret value that reaches a log record (defence in depth)."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s and len(s) >= 4]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            masked = message
+            for secret in self.secrets:
+                masked = masked.replace(secret, "***")
+            if masked != message:
+                record.msg, record.args = masked, None
+        return True
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    return [key.get_secret_value() for key in (settings.coingecko_api_key, settings.coinmarketcap_api_key)
+            if key is not None]
+
+
+def configure_logging(settings: Settings, *, log_file: Path | None = None, quiet: bool = False) -> Path | None:
+    """Console + ``data/logs/cryptoviz.log`` (rotating). Returns the log file path (None if unwritable)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(settings.log_level)
+    mask = SecretMask(secrets_of(settings))
+    console = RichHandler(show_path=False, rich_tracebacks=False, markup=False, log_time_format="[%X]")
+    console.setLevel(logging.WARNING if quiet else settings.log_level)
+    console.addFilter(mask)
+    root.addHandler(console)
+    path = log_file or settings.log_dir / "cryptoviz.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.handlers.RotatingFileHandler(path, maxBytes=10_000_000, backupCount=5,
+                                                            encoding="utf-8")
+    except OSError as exc:
+        root.warning("cannot write log file %s (%s): logging to the console only", path, exc)
+        return None
+    file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    file_handler.addFilter(mask)
+    root.addHandler(file_handler)
+    # Library chatter (httpx request lines) stays out of the console unless debugging.
+    for noisy in ("httpx", "httpcore", "alembic.runtime.migration"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    return path

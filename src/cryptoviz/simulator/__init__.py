@@ -1,0 +1,26 @@
+"""A local market simulator: CoinGecko- and CoinMarketCap-shaped APIs (and HTML pages) on 127.0.0.1.
+
+Deterministic given a seed, with injectable faults; used by ``cryptoviz demo`` and the tests::
+
+    with start_simulator(seed=7, faults=Faults.demo_default()) as sim:
+        settings = load_settings(**sim.settings_overrides())
+"""
+
+from cryptoviz.simulator.coins import COINS, CoinSpec
+from cryptoviz.simulator.faults import FAULT_NAMES, FaultInjector, FaultRule, Faults
+from cryptoviz.simulator.market import FIAT_PER_USD, SUPPORTED_CURRENCIES, Market
+from cryptoviz.simulator.server import Simulator, start_simulator
+
+__all__ = [
+    "COINS",
+    "FAULT_NAMES",
+    "FIAT_PER_USD",
+    "SUPPORTED_CURRENCIES",
+    "CoinSpec",
+    "FaultInjector",
+    "FaultRule",
+    "Faults",
+    "Market",
+    "Simulator",
+    "start_simulator",
+]

@@ -1,0 +1,319 @@
+"""CoinGecko API v3 ``GET /coins/markets``: fetch pages (I/O) and parse them (pure).
+
+A body is a JSON list, one object per coin, e.g. (trimmed)::
+
+    [{"id": "bitcoin", "symbol": "btc", "name": "Bitcoin", "current_price": 77671,
+      "market_cap": 1555886872303, "market_cap_rank": 1, "total_volume": 33235034316,
+      "circulating_supply": 20030493.0, "total_supply": 20030843.0, "max_supply": 21000000.0,
+      "last_updated": "2026-05-18T12:49:21.599Z", "price_change_percentage_24h": -0.95302,
+      "price_change_percentage_1h_in_currency": 0.58, "price_change_percentage_24h_in_currency": -0.95,
+      "price_change_percentage_7d_in_currency": -4.04, ...}]
+
+Numbers may be JSON integers, any of them may be null, older answers lack the ``*_in_currency`` fields and
+newer ones add fields. Errors come as ``{"status": {"error_code": 429, "error_message": "..."}}``,
+``{"error": {"status": {...}}}`` or ``{"error": "..."}``; Cloudflare may answer with an HTML page.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+
+from cryptoviz.config import Settings
+from cryptoviz.errors import ParseError, SourceError, TerminalSourceError, TransientSourceError
+from cryptoviz.models import ParseResult, Rejection, SourceQuote
+from cryptoviz.sources.base import RawPage
+from cryptoviz.sources.http import BreakerState, HttpClient, fetch_pages, http_status_error, redact_error
+
+SOURCE = "coingecko"
+MAX_PER_PAGE = 250  # the API's own limit
+MAX_PAGES = 200  # top_n=all: ~17k coins is ~70 pages today; this only stops a runaway loop
+KEYLESS_RATE = (10, 2)  # requests per minute, burst: keyless limits are low and per IP
+DEMO_KEY_RATE = (30, 5)
+_KEY_HINT = ("check CRYPTOVIZ_COINGECKO_API_KEY (a demo key works with https://api.coingecko.com/api/v3), "
+             "or unset it to collect without a key")
+_KEY_ERROR_CODES = frozenset({401, 10002, 10005, 10010, 10011})
+
+
+# --- pure parsing --------------------------------------------------------------------------------
+
+
+# Field readers, shared with the other JSON source parsers: each returns the value or raises
+# ``ItemRejected`` naming the field and a stable reason.
+
+
+class ItemRejected(Exception):
+    """One item (or one of its fields) cannot be used; the rest of the body still is."""
+
+    def __init__(self, field: str, reason: str, detail: str = "") -> None:
+        super().__init__(field, reason, detail)
+        self.field = field
+        self.reason = reason
+        self.detail = detail
+
+
+def _got(value: Any) -> str:
+    return f"got {type(value).__name__} {value!r:.40}"
+
+
+def read_number(obj: dict[str, Any], name: str, prefix: str = "") -> float | None:
+    """A JSON number (int or float) as float; null or absent -> None. Range checks belong to validation."""
+    value = obj.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ItemRejected(prefix + name, "not_a_number", _got(value))
+    try:
+        return float(value)
+    except OverflowError:
+        raise ItemRejected(prefix + name, "not_a_number", "too large for a float") from None
+
+
+def read_integer(obj: dict[str, Any], name: str, prefix: str = "") -> int | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ItemRejected(prefix + name, "not_an_integer", _got(value))
+    return value
+
+
+def read_optional_text(obj: dict[str, Any], name: str, prefix: str = "") -> str | None:
+    value = obj.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        raise ItemRejected(prefix + name, "not_a_string", _got(value))
+    return value.strip()
+
+
+def read_text(obj: dict[str, Any], name: str, prefix: str = "") -> str:
+    """A required, non-blank string."""
+    value = read_optional_text(obj, name, prefix)
+    if value is None:
+        raise ItemRejected(prefix + name, "missing_field", "" if obj.get(name) is None else "blank string")
+    return value
+
+
+def read_timestamp(obj: dict[str, Any], name: str, prefix: str = "") -> datetime | None:
+    """An ISO-8601 time ("2021-04-20T23:29:02.000Z"); a naive one is taken as UTC."""
+    value = obj.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ItemRejected(prefix + name, "bad_timestamp", _got(value))
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ItemRejected(prefix + name, "bad_timestamp", f"not ISO-8601: {value!r:.40}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _change_24h(item: dict[str, Any]) -> float | None:
+    # Older answers (or a request without price_change_percentage=24h) only carry the plain field.
+    if item.get("price_change_percentage_24h_in_currency") is not None:
+        return read_number(item, "price_change_percentage_24h_in_currency")
+    return read_number(item, "price_change_percentage_24h")
+
+
+def _quote(item: Any, collected_at: datetime, currency: str) -> SourceQuote:
+    if not isinstance(item, dict):
+        raise ItemRejected("item", "not_an_object", f"got {type(item).__name__}")
+    coin_id = read_text(item, "id")
+    return SourceQuote(
+        source=SOURCE, source_id=coin_id, symbol=read_text(item, "symbol").upper(),
+        name=read_text(item, "name"), slug=coin_id, rank=read_integer(item, "market_cap_rank"),
+        price=read_number(item, "current_price"), market_cap=read_number(item, "market_cap"),
+        volume_24h=read_number(item, "total_volume"),
+        change_1h=read_number(item, "price_change_percentage_1h_in_currency"),
+        change_24h=_change_24h(item),
+        change_7d=read_number(item, "price_change_percentage_7d_in_currency"),
+        circulating_supply=read_number(item, "circulating_supply"),
+        total_supply=read_number(item, "total_supply"), max_supply=read_number(item, "max_supply"),
+        last_updated=read_timestamp(item, "last_updated"), collected_at=collected_at,
+        currency=currency.lower(),
+    )
+
+
+def _label(item: Any, index: int) -> str:
+    if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"].strip():
+        return str(item["id"]).strip()
+    return f"item {index}"
+
+
+def load_json(body: bytes, source: str = SOURCE) -> Any:
+    """Decode a body, or raise ``ParseError`` saying what came instead of JSON."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        head = body.lstrip()[:200].lower()
+        if not head:
+            raise ParseError(f"{source}: expected JSON, got an empty body") from None
+        if head.startswith(b"<") or b"<html" in head:
+            raise ParseError(f"{source}: expected JSON, got HTML (Cloudflare block?)") from None
+        raise ParseError(f"{source}: expected JSON, got invalid JSON ({exc})") from None
+
+
+def check_envelope(doc: Any, status: int | None = None) -> None:
+    """Raise the source error a CoinGecko error body stands for; do nothing for any other body.
+
+    ``status`` is the HTTP status when known (a fetch); replayed bodies have none.
+    """
+    if not isinstance(doc, dict):
+        return
+    if isinstance(doc.get("error"), dict):  # some 401s nest the envelope: {"error": {"status": {...}}}
+        doc = doc["error"]
+    code: Any = None
+    message: Any = None
+    if isinstance(doc.get("status"), dict):
+        code = doc["status"].get("error_code")
+        message = doc["status"].get("error_message")
+    if not message and doc.get("error") is not None:
+        message = doc["error"]
+    if not code and not message:
+        return
+    code = code if isinstance(code, int) and not isinstance(code, bool) else status
+    raise envelope_error(code, str(message or "no message")[:200], status)
+
+
+def envelope_error(code: int | None, message: str, status: int | None = None) -> SourceError:
+    """The error for CoinGecko error code ``code`` (CoinGecko's own code or the HTTP status)."""
+    said = f"error {code}: {message}" if code is not None else message
+    http = status or (code if code is not None and 400 <= code < 600 else None)
+    if code == 429 or http == 429:
+        return TransientSourceError(
+            SOURCE, f"rate limit exceeded ({said}); wait a minute, collect less often (CRYPTOVIZ_INTERVAL) "
+                    "or set CRYPTOVIZ_COINGECKO_API_KEY for a higher limit", status=429, retry_after=60.0)
+    if http is not None and http >= 500:
+        return TransientSourceError(SOURCE, f"server error ({said}); retry later", status=http)
+    if code in _KEY_ERROR_CODES or http in (401, 403):
+        return TerminalSourceError(SOURCE, f"request refused ({said}); {_KEY_HINT}", status=http)
+    if http == 404:
+        return TerminalSourceError(
+            SOURCE, f"not found ({said}); check CRYPTOVIZ_COINGECKO_BASE_URL", status=http)
+    if "vs_currency" in message:
+        return TerminalSourceError(
+            SOURCE, f"request refused ({said}); check CRYPTOVIZ_VS_CURRENCY", status=http)
+    return TerminalSourceError(SOURCE, f"request refused ({said})", status=http)
+
+
+def parse_markets(body: bytes, collected_at: datetime, currency: str) -> ParseResult:
+    """Parse a ``/coins/markets`` body; a malformed item becomes a ``Rejection``, the rest is kept.
+
+    Raises ``SourceError`` for an error envelope and ``ParseError`` for a body that is not a list.
+    """
+    doc = load_json(body)
+    check_envelope(doc)
+    if not isinstance(doc, list):
+        raise ParseError(f"{SOURCE}: expected a JSON list of coins, got {type(doc).__name__}")
+    result = ParseResult()
+    for index, item in enumerate(doc):
+        try:
+            result.quotes.append(_quote(item, collected_at, currency))
+        except ItemRejected as bad:
+            result.rejected.append(Rejection(SOURCE, _label(item, index), bad.field, bad.reason, bad.detail))
+    return result
+
+
+# --- fetching ------------------------------------------------------------------------------------
+
+
+def page_plan(top_n: int | str) -> tuple[int, int]:
+    """(per_page, max pages). Pages are balanced so top_n=300 asks 2 x 150, not 2 x 250."""
+    if top_n == "all" or not isinstance(top_n, int):
+        return MAX_PER_PAGE, MAX_PAGES
+    pages = math.ceil(top_n / MAX_PER_PAGE)
+    return math.ceil(top_n / pages), pages
+
+
+def _status_error(status: int) -> SourceError:
+    return http_status_error(SOURCE, status, key_hint=_KEY_HINT, base_url_var="CRYPTOVIZ_COINGECKO_BASE_URL")
+
+
+def _not_json_error(what: str, status: int) -> SourceError:
+    if "HTML" in what:  # Cloudflare answers blocked networks with a page, usually 403/1020
+        return TerminalSourceError(
+            SOURCE, f"{what} (HTTP {status}); the API is refusing this network: retry later from another "
+                    "network, or set CRYPTOVIZ_COINGECKO_API_KEY", status=status)
+    if status >= 400:
+        return _status_error(status)
+    return TransientSourceError(SOURCE, f"{what} (HTTP {status}); the body was cut short? retry later",
+                                status=status)
+
+
+def check_response(response: httpx.Response) -> int:
+    """Raise the source error a response stands for; else return how many coins it holds."""
+    status = response.status_code
+    try:
+        doc = load_json(response.content)
+    except ParseError as exc:
+        raise _not_json_error(str(exc).removeprefix(f"{SOURCE}: "), status) from None
+    check_envelope(doc, status)
+    if status >= 400:
+        raise _status_error(status)
+    if not isinstance(doc, list):
+        raise TerminalSourceError(
+            SOURCE, f"expected a JSON list of coins, got {type(doc).__name__}; has the API changed? "
+                    "check CRYPTOVIZ_COINGECKO_BASE_URL", status=status)
+    return len(doc)
+
+
+class CoinGeckoSource:
+    """CoinGecko's public/demo API. A demo key (optional) raises the rate limit."""
+
+    name = SOURCE
+
+    def __init__(self, settings: Settings, http: HttpClient, *,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._settings = settings
+        self._http = http
+        self._now = now
+        key = settings.coingecko_api_key
+        self._key = key.get_secret_value() if key is not None and key.get_secret_value() else None
+        rate, burst = DEMO_KEY_RATE if self._key else KEYLESS_RATE
+        http.set_rate_limit(self.name, rate, burst)
+
+    @property
+    def url(self) -> str:
+        return f"{self._settings.coingecko_base_url.rstrip('/')}/coins/markets"
+
+    @property
+    def breaker_state(self) -> BreakerState:
+        """This source's circuit breaker, for the run report ("closed", "open", "half-open")."""
+        return self._http.breaker(self.name).state
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if self._key:
+            headers["x-cg-demo-api-key"] = self._key
+        return headers
+
+    def _fetch_page(self, page: int, per_page: int) -> tuple[RawPage, int]:
+        params: dict[str, str | int] = {
+            "vs_currency": self._settings.vs_currency, "order": "market_cap_desc",
+            "per_page": per_page, "page": page, "price_change_percentage": "1h,24h,7d",
+        }
+        response = self._http.get(self.name, self.url, params=params, headers=self._headers())
+        try:
+            count = check_response(response)
+        except SourceError as exc:
+            raise redact_error(exc, [self._key]) from None  # servers may echo what they were sent
+        raw = RawPage(source=self.name, body=response.content, extension="json",
+                      fetched_at=self._now(), url=str(response.url))
+        return raw, count
+
+    def fetch(self) -> list[RawPage]:
+        """Pages 1..n; a failed first page raises, a later failure keeps the pages already fetched."""
+        per_page, pages = page_plan(self._settings.top_n)
+        return fetch_pages(self.name, [per_page] * pages, self._fetch_page,
+                           capped=self._settings.top_n == "all")
+
+    def parse(self, page: RawPage) -> ParseResult:
+        return parse_markets(page.body, page.fetched_at, self._settings.vs_currency)

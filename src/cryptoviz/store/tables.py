@@ -1,0 +1,118 @@
+"""SQLAlchemy tables: one model for SQLite (embedded) and PostgreSQL (production).
+
+Names follow the original CryptoViz design. Every write is idempotent on the primary keys, so a
+redelivered bus message never makes a second row.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+TS = sa.DateTime(timezone=True)
+NUM: sa.Double[float] = sa.Double()
+COIN_ID = sa.String(200)
+
+currencies = sa.Table(
+    "currencies", metadata,
+    sa.Column("id", COIN_ID, primary_key=True, comment="canonical coin id (CoinGecko id, else slug)"),
+    sa.Column("symbol", sa.String(64), nullable=False, comment="not unique: several coins share a symbol"),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("slug", sa.String(200)),
+    sa.Column("coingecko_id", sa.String(200)),
+    sa.Column("coinmarketcap_id", sa.String(64)),
+    sa.Column("first_seen_at", TS, nullable=False),
+    sa.Column("last_seen_at", TS, nullable=False),
+    sa.Index("ix_currencies_symbol", "symbol"),
+)
+
+_VALUE_COLUMNS = (
+    ("price", NUM, False), ("market_cap", NUM, True), ("volume_24h", NUM, True),
+    ("change_1h", NUM, True), ("change_24h", NUM, True), ("change_7d", NUM, True),
+)
+
+
+def _values() -> list[sa.Column[object]]:
+    return [sa.Column(name, type_, nullable=nullable) for name, type_, nullable in _VALUE_COLUMNS]
+
+
+currency_data = sa.Table(
+    "currency_data", metadata,
+    sa.Column("currency_id", COIN_ID, sa.ForeignKey("currencies.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("rank", sa.Integer),
+    *_values(),
+    sa.Column("circulating_supply", NUM),
+    sa.Column("total_supply", NUM),
+    sa.Column("max_supply", NUM),
+    sa.Column("confidence", NUM, nullable=False),
+    sa.Column("n_sources", sa.SmallInteger, nullable=False),
+    sa.Column("sources", sa.String(200), nullable=False, comment="comma list of the sources used"),
+    sa.Column("currency", sa.String(10), nullable=False),
+    sa.Column("observed_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+currency_data_history = sa.Table(
+    "currency_data_history", metadata,
+    sa.Column("currency_id", COIN_ID, sa.ForeignKey("currencies.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("observed_at", TS, primary_key=True),
+    sa.Column("rank", sa.Integer),
+    *_values(),
+    sa.Column("confidence", NUM, nullable=False),
+    sa.Column("n_sources", sa.SmallInteger, nullable=False),
+    sa.Column("sources", sa.String(200), nullable=False),
+    sa.Column("currency", sa.String(10), nullable=False),
+    sa.Index("ix_currency_data_history_observed_at", "observed_at"),
+)
+
+source_quotes = sa.Table(
+    "source_quotes", metadata,
+    sa.Column("currency_id", COIN_ID, sa.ForeignKey("currencies.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("source", sa.String(40), primary_key=True),
+    sa.Column("observed_at", TS, primary_key=True),
+    sa.Column("source_id", sa.String(200), nullable=False),
+    sa.Column("price", NUM, nullable=False),
+    sa.Column("market_cap", NUM),
+    sa.Column("volume_24h", NUM),
+    sa.Column("last_updated", TS),
+    sa.Column("used", sa.Boolean, nullable=False),
+    sa.Column("dropped_reason", sa.String(40)),
+    sa.Index("ix_source_quotes_observed_at", "observed_at"),
+)
+
+pipeline_runs = sa.Table(
+    "pipeline_runs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("started_at", TS, nullable=False),
+    sa.Column("finished_at", TS),
+    sa.Column("status", sa.String(20), nullable=False, comment="ok, partial, failed, skipped"),
+    sa.Column("fetched", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rejected", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("published", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("sources", sa.JSON, nullable=False, 
+              comment="per source: fetched, rejected, used, error, ms, breaker"),
+    sa.Column("errors", sa.JSON, nullable=False),
+    sa.Index("ix_pipeline_runs_started_at", "started_at"),
+)
+
+quote_rejections = sa.Table(
+    "quote_rejections", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("pipeline_runs.id", ondelete="CASCADE")),
+    sa.Column("rejected_at", TS, nullable=False),
+    sa.Column("source", sa.String(40), nullable=False),
+    sa.Column("coin", sa.String(200), nullable=False),
+    sa.Column("field", sa.String(64), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Index("ix_quote_rejections_rejected_at", "rejected_at"),
+)

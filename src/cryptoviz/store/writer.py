@@ -1,0 +1,163 @@
+"""Apply batches of snapshots to the database: one transaction per batch, set-based statements.
+
+Idempotent on the primary keys: a redelivered message updates nothing that is newer and inserts no
+second history row, so at-least-once delivery gives exactly-once effect in the tables.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from cryptoviz.errors import StoreError
+from cryptoviz.models import CoinSnapshot
+from cryptoviz.store.engine import redact
+from cryptoviz.store.tables import currencies, currency_data, currency_data_history, source_quotes
+
+logger = logging.getLogger(__name__)
+
+# Keep every statement under SQLite's and PostgreSQL's bound-parameter limits.
+_MAX_PARAMS = 30_000
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    snapshots: int
+    history_inserted: int
+    source_quotes_inserted: int
+
+
+def utc(value: datetime) -> datetime:
+    """Aware UTC; SQLite stores no zone, so everything is stored as UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _insert(table: sa.Table, dialect: str) -> Any:
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise StoreError(f"unsupported database dialect {dialect!r}: use SQLite or PostgreSQL")
+
+
+def _chunks(rows: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
+    if not rows:
+        return
+    size = max(1, _MAX_PARAMS // max(1, len(rows[0])))
+    for start in range(0, len(rows), size):
+        yield rows[start:start + size]
+
+
+def _later(a: datetime, b: datetime) -> bool:
+    return utc(a) > utc(b)
+
+
+def snapshot_rows(snapshots: Sequence[CoinSnapshot], now: datetime) -> dict[str, list[dict[str, Any]]]:
+    """Rows for each table, de-duplicated on each table's key (latest observation wins)."""
+    coins: dict[str, dict[str, Any]] = {}
+    current: dict[str, dict[str, Any]] = {}
+    history: dict[tuple[str, datetime], dict[str, Any]] = {}
+    quotes: dict[tuple[str, str, datetime], dict[str, Any]] = {}
+    for s in snapshots:
+        observed = utc(s.observed_at)
+        used = ",".join(s.sources_used)
+        n_used = sum(1 for v in s.sources if v.used) or 1
+        values = {
+            "currency_id": s.coin_id, "rank": s.rank, "price": s.price, "market_cap": s.market_cap,
+            "volume_24h": s.volume_24h, "change_1h": s.change_1h, "change_24h": s.change_24h,
+            "change_7d": s.change_7d, "confidence": s.confidence, "n_sources": n_used,
+            "sources": used[:200], "currency": s.currency, "observed_at": observed,
+        }
+        known = coins.get(s.coin_id)
+        if known is None or observed >= known["last_seen_at"]:
+            coins[s.coin_id] = {
+                "id": s.coin_id, "symbol": s.symbol, "name": s.name, "slug": s.slug,
+                "coingecko_id": s.coingecko_id, "coinmarketcap_id": s.coinmarketcap_id,
+                "first_seen_at": min(observed, known["first_seen_at"]) if known else observed,
+                "last_seen_at": observed,
+            }
+        elif observed < known["first_seen_at"]:
+            known["first_seen_at"] = observed
+        latest = current.get(s.coin_id)
+        if latest is None or observed >= latest["observed_at"]:
+            current[s.coin_id] = {**values, "circulating_supply": s.circulating_supply,
+                                  "total_supply": s.total_supply, "max_supply": s.max_supply,
+                                  "updated_at": now}
+        history[(s.coin_id, observed)] = values
+        for v in s.sources:
+            quotes[(s.coin_id, v.source, observed)] = {
+                "currency_id": s.coin_id, "source": v.source, "observed_at": observed,
+                "source_id": v.source_id, "price": v.price, "market_cap": v.market_cap,
+                "volume_24h": v.volume_24h,
+                "last_updated": utc(v.last_updated) if v.last_updated else None,
+                "used": v.used, "dropped_reason": v.dropped_reason,
+            }
+    return {"currencies": list(coins.values()), "currency_data": list(current.values()),
+            "history": list(history.values()), "source_quotes": list(quotes.values())}
+
+
+class SnapshotWriter:
+    """Writes snapshot batches; ``write`` is all-or-nothing."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._statements = self._build_statements()
+
+    def _build_statements(self) -> dict[str, Any]:
+        d = self.dialect
+        ins = _insert(currencies, d)
+        ex = ins.excluded
+        upsert_currencies = ins.on_conflict_do_update(
+            index_elements=[currencies.c.id],
+            set_={
+                "symbol": ex.symbol, "name": ex.name,
+                "slug": sa.func.coalesce(ex.slug, currencies.c.slug),
+                "coingecko_id": sa.func.coalesce(ex.coingecko_id, currencies.c.coingecko_id),
+                "coinmarketcap_id": sa.func.coalesce(ex.coinmarketcap_id, currencies.c.coinmarketcap_id),
+                "first_seen_at": sa.case((ex.first_seen_at < currencies.c.first_seen_at, ex.first_seen_at),
+                                         else_=currencies.c.first_seen_at),
+                "last_seen_at": sa.case((ex.last_seen_at > currencies.c.last_seen_at, ex.last_seen_at),
+                                        else_=currencies.c.last_seen_at),
+            },
+        )
+        ins = _insert(currency_data, d)
+        ex = ins.excluded
+        upsert_current = ins.on_conflict_do_update(
+            index_elements=[currency_data.c.currency_id],
+            set_={c.name: getattr(ex, c.name) for c in currency_data.c if c.name != "currency_id"},
+            # An older (replayed or late) record never overwrites a newer current value.
+            where=currency_data.c.observed_at <= ex.observed_at,
+        )
+        return {
+            "currencies": upsert_currencies,
+            "currency_data": upsert_current,
+            "history": _insert(currency_data_history, d).on_conflict_do_nothing(),
+            "source_quotes": _insert(source_quotes, d).on_conflict_do_nothing(),
+        }
+
+    def write(self, snapshots: Sequence[CoinSnapshot]) -> WriteResult:
+        if not snapshots:
+            return WriteResult(0, 0, 0)
+        rows = snapshot_rows(snapshots, datetime.now(UTC))
+        inserted = {"history": 0, "source_quotes": 0}
+        try:
+            with self.engine.begin() as conn:
+                # Order matters: currencies first (foreign keys), then the rows that point at them.
+                for table in ("currencies", "currency_data", "history", "source_quotes"):
+                    for chunk in _chunks(rows[table]):
+                        result = conn.execute(self._statements[table].values(chunk))
+                        if table in inserted:
+                            inserted[table] += max(result.rowcount, 0)
+        except sa.exc.DBAPIError as exc:
+            raise StoreError(
+                f"writing {len(snapshots)} snapshots to {redact(str(self.engine.url))} failed: "
+                f"{type(exc.orig).__name__}: {str(exc.orig).strip().splitlines()[0] if exc.orig else exc}"
+            ) from exc
+        return WriteResult(len(snapshots), inserted["history"], inserted["source_quotes"])

@@ -1,0 +1,69 @@
+"""`cryptoviz demo` in a subprocess, checked in the database it fills."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+pytestmark = pytest.mark.e2e
+
+
+def _cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRYPTOVIZ_")}
+    return subprocess.run([sys.executable, "-m", "cryptoviz", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def test_demo_fills_the_database(tmp_path: Path) -> None:
+    db = tmp_path / "demo.db"
+    result = _cli("demo", "--duration", "20", "--interval", "5", "--database-url", f"sqlite:///{db}",
+                  cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        coins = conn.execute(sa.text("SELECT count(*) FROM currencies")).scalar_one()
+        current = conn.execute(sa.text("SELECT count(*), count(DISTINCT currency_id) FROM currency_data")).one()
+        min_history = conn.execute(sa.text(
+            "SELECT min(n) FROM (SELECT count(*) AS n FROM currency_data_history GROUP BY currency_id)"
+        )).scalar_one()
+        sources = {r[0] for r in conn.execute(sa.text("SELECT DISTINCT source FROM source_quotes"))}
+        runs = conn.execute(sa.text("SELECT count(*) FROM pipeline_runs")).scalar_one()
+        rejected = conn.execute(sa.text("SELECT count(*) FROM quote_rejections")).scalar_one()
+        # The simulator's outlier: one source reports ethereum 10x off from its third cycle on.
+        eth_price = conn.execute(sa.text(
+            "SELECT price FROM currency_data WHERE currency_id = 'ethereum'")).scalar_one()
+        eth_quotes = conn.execute(sa.text(
+            "SELECT source, price, used FROM source_quotes WHERE currency_id = 'ethereum' "
+            "AND observed_at = (SELECT max(observed_at) FROM source_quotes WHERE currency_id = 'ethereum')"
+        )).all()
+    assert coins >= 100
+    assert current == (coins, coins)
+    assert min_history >= 2
+    assert sources == {"coingecko", "coinmarketcap"}
+    assert runs >= 3
+    assert rejected > 0  # the simulator's malformed items were rejected with reasons, the rest kept
+    prices = {source: (price, bool(used)) for source, price, used in eth_quotes}
+    assert len(prices) == 2
+    low = min(p for p, _ in prices.values())
+    high = max(p for p, _ in prices.values())
+    assert high > 5 * low, prices  # the outlier is there, in source_quotes...
+    assert eth_price < 2 * low  # ...but not in the consensus
+    outlier_source = max(prices, key=lambda s: prices[s][0])
+    assert prices[outlier_source][1] is False
+
+
+def test_invalid_setting_fails_with_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRYPTOVIZ_")}
+    env["CRYPTOVIZ_INTERVAL"] = "soon"
+    result = subprocess.run([sys.executable, "-m", "cryptoviz", "status"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "CRYPTOVIZ_INTERVAL" in lines[0]
+    assert "Traceback" not in result.stderr

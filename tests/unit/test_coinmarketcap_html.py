@@ -1,0 +1,287 @@
+"""coinmarketcap.com coin list pages: __NEXT_DATA__ list, table fallback, rejections, loud errors."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cryptoviz.config import Settings
+from cryptoviz.errors import ParseError, SourceError, TerminalSourceError, TransientSourceError
+from cryptoviz.models import ParseResult, Rejection, SourceQuote
+from cryptoviz.simulator.pages import cmc_list_item, render_coinmarketcap_html
+from cryptoviz.sources.coinmarketcap_html import (
+    CoinMarketCapHtmlSource,
+    coin_row_count,
+    find_coin_lists,
+    page_url,
+    parse_page,
+)
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "html"
+COLLECTED = datetime(2024, 6, 1, 12, 0, 5, tzinfo=UTC)
+UPDATED = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def read(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def parse(name: str, currency: str = "usd") -> ParseResult:
+    return parse_page(read(name), COLLECTED, currency)
+
+
+def by_slug(result: ParseResult) -> dict[str, SourceQuote]:
+    return {q.slug or "": q for q in result.quotes}
+
+
+# --- the __NEXT_DATA__ list ----------------------------------------------------------------------------
+
+BITCOIN = SourceQuote(
+    source="coinmarketcap-html", source_id="1", symbol="BTC", name="Bitcoin", slug="bitcoin", rank=1,
+    price=67187.3412, market_cap=1323456789012.0, volume_24h=29317843051.27, change_1h=0.1234,
+    change_24h=-1.5678, change_7d=3.2109, circulating_supply=19696875.0, total_supply=19696875.0,
+    max_supply=21000000.0, last_updated=UPDATED, collected_at=COLLECTED, currency="usd",
+)
+
+# What the ten server-rendered rows show: rounded prices and changes, no total/max supply, no time.
+BITCOIN_ROW = SourceQuote(
+    source="coinmarketcap-html", source_id="1", symbol="BTC", name="Bitcoin", slug="bitcoin", rank=1,
+    price=67187.34, market_cap=1323456789012.0, volume_24h=29317843051.0, change_1h=0.12,
+    change_24h=-1.57, change_7d=3.21, circulating_supply=19696875.0, total_supply=None,
+    max_supply=None, last_updated=None, collected_at=COLLECTED, currency="usd",
+)
+
+
+def test_next_data_list_gives_all_coins_with_exact_values() -> None:
+    result = parse("coinmarketcap-en-page1.html")
+    assert result.rejected == []
+    assert len(result.quotes) == 100  # the whole page, not only the ten rendered rows
+    assert [q.rank for q in result.quotes] == list(range(1, 101))
+    coins = by_slug(result)
+    assert coins["bitcoin"] == BITCOIN
+    bnb = coins["bnb"]
+    assert (bnb.source_id, bnb.symbol, bnb.name, bnb.price, bnb.max_supply) == ("1839", "BNB", "BNB", 598.12,
+                                                                                 200000000.0)
+    pepe = coins["pepe"]
+    assert (pepe.source_id, pepe.price, pepe.market_cap, pepe.change_7d) == ("24478", 0.000001234,
+                                                                             519123456.0, -23.45)
+    fresh = coins["fresh-listing"]
+    assert (fresh.market_cap, fresh.volume_24h, fresh.change_1h, fresh.circulating_supply) == (None,) * 4
+    assert (fresh.rank, fresh.total_supply) == (13, 1000000000.0)
+
+
+def test_french_page_json_is_locale_free() -> None:
+    result = parse("coinmarketcap-fr-page1.html")
+    assert len(result.quotes) == 30
+    assert result.quotes == parse("coinmarketcap-en-page1.html").quotes[:30]
+
+
+def test_list_directly_in_page_props_and_longest_list_wins() -> None:
+    result = parse("coinmarketcap-en-list-in-page-props.html")
+    assert len(result.quotes) == 15  # not the two-coin "trending" list beside it
+    assert by_slug(result)["bitcoin"] == BITCOIN
+
+
+def test_find_coin_lists_searches_json_strings() -> None:
+    inner = json.dumps({"a": {"cryptoCurrencyList": [{"id": 1}]}})
+    doc = {"props": {"pageProps": {"initialState": inner, "other": "cryptoCurrencyList{not json"}}}
+    assert find_coin_lists(doc) == [[{"id": 1}]]
+    assert find_coin_lists({"x": [1, "2", None]}) == []
+    deep: Any = []
+    for _ in range(200):
+        deep = [deep]
+    assert find_coin_lists({"cryptoCurrencyList": deep}) == [deep]
+    assert find_coin_lists(json.dumps(deep)) == []
+
+
+def test_broken_items_are_rejected_with_reasons() -> None:
+    result = parse("coinmarketcap-en-broken-items.html")
+    assert result.rejected == [
+        Rejection("coinmarketcap-html", "tether", "quotes", "missing_quote", "no USD quote (found: EUR)"),
+        Rejection("coinmarketcap-html", "bnb", "price", "invalid_value", "expected a number, got '598.12'"),
+        Rejection("coinmarketcap-html", "item[4]", "item", "invalid_value", "expected an object, got str"),
+        Rejection("coinmarketcap-html", "solana", "id", "missing_field", "'id' is missing or empty"),
+        Rejection("coinmarketcap-html", "xrp", "cmcRank", "invalid_value", "expected a whole number, got '7'"),
+    ]
+    coins = by_slug(result)
+    assert len(coins) == 11
+    assert coins["bitcoin"] == BITCOIN
+    assert coins["ethereum"].price == 3456.789
+
+
+def test_quote_of_the_asked_currency_is_used() -> None:
+    items = [dict(cmc_list_item({"id": 1, "name": "Bitcoin", "symbol": "BTC", "slug": "bitcoin", "cmc_rank": 1,
+                                 "quote": {"USD": {"price": 67000.5}, "EUR": {"price": 61000.25}}}))]
+    # The list sits in initialState, a JSON string: splice it in quoted the same way.
+    body = render_coinmarketcap_html([], "en")
+    state_items = json.dumps(json.dumps(items))[1:-1]
+    body = body.replace('\\"cryptoCurrencyList\\":[]', '\\"cryptoCurrencyList\\":' + state_items)
+    assert parse_page(body.encode(), COLLECTED, "eur").quotes[0].price == 61000.25
+    assert parse_page(body.encode(), COLLECTED, "USD").quotes[0].price == 67000.5
+    rejected = parse_page(body.encode(), COLLECTED, "gbp").rejected
+    assert rejected == [Rejection("coinmarketcap-html", "bitcoin", "quotes", "missing_quote",
+                                  "no GBP quote (found: USD, EUR)")]
+
+
+# --- the table fallback ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [
+    "coinmarketcap-en-no-next-data.html",  # no data script: the ten rendered rows
+    "coinmarketcap-en-json-without-list.html",  # data script without the list
+    "coinmarketcap-en-renamed-classes.html",  # new hashes, no "cmc-table" class: found by its header
+    "coinmarketcap-fr-no-next-data.html",  # French numbers in the table
+])
+def test_table_fallback_reads_the_server_rendered_rows(name: str) -> None:
+    result = parse(name)
+    assert result.rejected == []
+    assert len(result.quotes) == 10  # rows 11-15 are placeholders: skipped, not rejected
+    assert [q.rank for q in result.quotes] == list(range(1, 11))
+    coins = by_slug(result)
+    assert coins["bitcoin"] == BITCOIN_ROW
+    eth = coins["ethereum"]
+    assert (eth.source_id, eth.symbol, eth.price, eth.market_cap, eth.volume_24h) == (
+        "1027", "ETH", 3456.79, 415234567890.0, 15234567891.0)
+    assert (eth.change_1h, eth.change_24h, eth.change_7d, eth.circulating_supply) == (-0.05, 2.35, -4.57,
+                                                                                      120123457.0)
+    usdc = coins["usd-coin"]
+    assert (usdc.symbol, usdc.name, usdc.price, usdc.change_7d) == ("USDC", "USDC", 0.9998, -0.01)
+    ton = coins["toncoin"]
+    assert (ton.source_id, ton.price, ton.circulating_supply) == ("11419", 6.98, 2453000000.0)
+
+
+def test_broken_table_rows_are_rejected_with_reasons() -> None:
+    result = parse("coinmarketcap-en-broken-rows.html")
+    assert result.rejected == [
+        Rejection("coinmarketcap-html", "ethereum", "row", "missing_cell", "expected 12 cells, found 11"),
+        Rejection("coinmarketcap-html", "solana", "price", "unparseable",
+                  "cannot read number '$145..67': more than one decimal separator '.'"),
+    ]
+    assert len(result.quotes) == 8
+    assert by_slug(result)["bitcoin"] == BITCOIN_ROW
+
+
+# --- loud failures ---------------------------------------------------------------------------------------
+
+
+def test_cloudflare_pages_are_transient_and_named() -> None:
+    with pytest.raises(TransientSourceError) as info:
+        parse("coinmarketcap-challenge.html")
+    assert str(info.value) == ('coinmarketcap-html: blocked by Cloudflare ("Just a moment..." challenge page) '
+                               "- retry later, at a lower rate")
+    with pytest.raises(TransientSourceError, match=r'Cloudflare \("Access denied" page\)'):
+        parse("coinmarketcap-access-denied.html")
+
+
+def test_no_list_and_no_table_is_a_terminal_layout_error() -> None:
+    with pytest.raises(TerminalSourceError) as info:
+        parse("coinmarketcap-en-no-list-no-table.html")
+    assert str(info.value) == "coinmarketcap-html: coin list not found - page layout changed?"
+
+
+def test_an_empty_list_is_an_error_not_an_empty_success() -> None:
+    with pytest.raises(TerminalSourceError, match="coin list has no coins"):
+        parse("coinmarketcap-en-empty-list.html")
+    assert coin_row_count(read("coinmarketcap-en-empty-list.html")) == 0
+    assert coin_row_count(read("coinmarketcap-en-page1.html")) == 100
+
+
+def test_invalid_next_data_json_falls_back_to_the_table() -> None:
+    body = read("coinmarketcap-en-page1.html").replace(b'<script id="__NEXT_DATA__" type="application/json">{',
+                                                       b'<script id="__NEXT_DATA__" type="application/json">{{')
+    result = parse_page(body, COLLECTED, "usd")
+    assert len(result.quotes) == 10
+    assert by_slug(result)["bitcoin"] == BITCOIN_ROW
+
+
+@pytest.mark.parametrize("body", [b"", b"not html", b'{"data": []}', b"<html><body></body></html>"])
+def test_bodies_that_are_not_the_page_are_terminal(body: bytes) -> None:
+    with pytest.raises(TerminalSourceError, match="coin list not found"):
+        parse_page(body, COLLECTED, "usd")
+
+
+def test_table_in_another_currency_is_refused() -> None:
+    with pytest.raises(TerminalSourceError, match="USD but EUR was asked for"):
+        parse("coinmarketcap-en-no-next-data.html", currency="eur")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_damaged_pages_fail_only_with_source_or_parse_errors(data: st.DataObject) -> None:
+    body = read(data.draw(st.sampled_from(["coinmarketcap-en-broken-items.html",
+                                           "coinmarketcap-en-no-next-data.html"])))
+    cut = data.draw(st.integers(0, len(body)))
+    junk = data.draw(st.binary(max_size=64))
+    start = data.draw(st.integers(0, len(body)))
+    damaged = body[:start] + junk + body[start:cut] if start <= cut else body[:cut]
+    try:
+        parse_page(damaged, COLLECTED, "usd")
+    except (SourceError, ParseError):
+        pass
+
+
+# --- fetching -------------------------------------------------------------------------------------------
+
+
+class FakeHttp:
+    def __init__(self, pages: dict[str, bytes]) -> None:
+        self.pages = pages
+        self.urls: list[str] = []
+
+    def get(self, source: str, url: str, params: dict[str, Any] | None = None,
+            headers: dict[str, str] | None = None) -> httpx.Response:
+        self.urls.append(url)
+        if url not in self.pages:
+            raise TerminalSourceError(source, f"HTTP 404 for {url}", status=404)
+        return httpx.Response(200, content=self.pages[url], request=httpx.Request("GET", url))
+
+
+def _settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, coinmarketcap_html_base_url="http://sim/cmc-www", **values)  # type: ignore[call-arg]
+
+
+def _items(n: int) -> list[dict[str, Any]]:
+    out = []
+    for i in range(1, n + 1):
+        out.append({"id": 10_000 + i, "name": f"Coin {i}", "symbol": f"C{i}", "slug": f"coin-{i}", "cmc_rank": i,
+                    "circulating_supply": 1000.0, "quote": {"USD": {"price": 1.5, "market_cap": 1500.0,
+                                                                    "volume_24h": 10.0, "percent_change_1h": 0.1,
+                                                                    "percent_change_24h": -0.2,
+                                                                    "percent_change_7d": 0.3}}})
+    return out
+
+
+def test_page_url() -> None:
+    assert page_url("https://coinmarketcap.com", 2) == "https://coinmarketcap.com/?page=2"
+    assert page_url("https://coinmarketcap.com/", 1, "fr") == "https://coinmarketcap.com/fr/?page=1"
+
+
+def test_fetch_pages_and_keep_top_n() -> None:
+    items = _items(300)
+    http = FakeHttp({f"http://sim/cmc-www/?page={p}": render_coinmarketcap_html(
+        items[(p - 1) * 100: p * 100]).encode() for p in (1, 2, 3)})
+    source = CoinMarketCapHtmlSource(_settings(top_n=150), http)
+    pages = source.fetch()
+    assert http.urls == ["http://sim/cmc-www/?page=1", "http://sim/cmc-www/?page=2"]
+    assert all(p.source == "coinmarketcap-html" and p.extension == "html" for p in pages)
+    quotes = [q for page in pages for q in source.parse(page).quotes]
+    assert [q.rank for q in quotes] == list(range(1, 151))
+    assert quotes[0].source_id == "10001" and quotes[0].slug == "coin-1"
+
+
+def test_fetch_all_until_the_empty_page() -> None:
+    items = _items(250)
+    pages = {f"http://sim/cmc-www/fr/?page={p}": render_coinmarketcap_html(
+        items[(p - 1) * 100: p * 100], "fr").encode() for p in (1, 2, 3, 4)}
+    http = FakeHttp(pages)
+    source = CoinMarketCapHtmlSource(_settings(top_n="all"), http, lang="fr")
+    fetched = source.fetch()
+    assert [p.url for p in fetched] == [f"http://sim/cmc-www/fr/?page={p}" for p in (1, 2, 3)]
+    assert sum(len(source.parse(p).quotes) for p in fetched) == 250

@@ -1,0 +1,477 @@
+"""The market simulator: real HTTP on 127.0.0.1, response shapes, faults, time and determinism."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import types
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from jsonschema import Draft202012Validator
+
+from cryptoviz.config import load_settings
+from cryptoviz.simulator import COINS, FAULT_NAMES, FaultInjector, Faults, Market, Simulator, start_simulator
+from cryptoviz.simulator.coins import coins
+from cryptoviz.simulator.server import PAGES_MODULE
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+CG_MARKETS = "/api/v3/coins/markets"
+CMC_LISTINGS = "/v1/cryptocurrency/listings/latest"
+KEY = {"X-CMC_PRO_API_KEY": "test-key"}
+FROZEN = 3600.0  # step_seconds that keeps the market still for the length of a test
+
+CG_RATE_LIMIT_BODY = {"status": {"error_code": 429, "error_message": (
+    "You've exceeded the Rate Limit. Please visit https://www.coingecko.com/en/api/pricing to subscribe to "
+    "our API plans for higher rate limits.")}}
+# Every key of an item of the real 2021 capture (tests/fixtures/coinmarketcap/listings-latest-2021-04-20.json).
+CMC_ITEM_KEYS = {"id", "name", "symbol", "slug", "num_market_pairs", "date_added", "tags", "max_supply",
+                 "circulating_supply", "total_supply", "platform", "cmc_rank", "last_updated", "quote"}
+CMC_QUOTE_KEYS = {"price", "volume_24h", "percent_change_1h", "percent_change_24h", "percent_change_7d",
+                  "percent_change_30d", "percent_change_60d", "percent_change_90d", "market_cap",
+                  "last_updated"}
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    with start_simulator(faults="none", seed=7, step_seconds=FROZEN) as running:
+        yield running
+
+
+def client(simulator: Simulator) -> httpx.Client:
+    return httpx.Client(base_url=simulator.url, timeout=10)
+
+
+def cg(http: httpx.Client, **params: Any) -> httpx.Response:
+    return http.get(CG_MARKETS, params={"vs_currency": "usd", **params})
+
+
+def cmc(http: httpx.Client, **params: Any) -> httpx.Response:
+    return http.get(CMC_LISTINGS, params=params, headers=KEY)
+
+
+def by_id(items: list[Any], key: str = "id") -> dict[str, Any]:
+    return {item[key]: item for item in items if isinstance(item, dict) and key in item}
+
+
+def _json_schema(node: Any) -> Any:
+    """OpenAPI 3.0 ``nullable`` -> JSON Schema ``type: [..., "null"]``."""
+    if isinstance(node, list):
+        return [_json_schema(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _json_schema(v) for k, v in node.items() if k != "nullable"}
+    if node.get("nullable") and "type" in node:
+        out["type"] = [node["type"], "null"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def markets_validator() -> Draft202012Validator:
+    spec = json.loads((FIXTURES / "coingecko" / "coingecko-demo-api.openapi.json").read_text())
+    schema = _json_schema(spec["components"]["schemas"]["CoinsMarkets"])
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    example = spec["paths"]["/coins/markets"]["get"]["responses"]["200"]["content"]["application/json"]["example"]
+    validator.validate(example)  # the conversion keeps the spec's own example valid
+    return validator
+
+
+def parse_z(text: str) -> datetime:
+    assert text.endswith(".000Z"), text
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+# --- the coin universe -----------------------------------------------------------------------------
+
+
+def test_coin_universe_is_realistic_and_awkward() -> None:
+    assert 150 <= len(COINS) <= 250
+    assert len({c.cg_id for c in COINS}) == len({c.cmc_id for c in COINS}) == len({c.slug for c in COINS}) \
+        == len(COINS)
+    known = {c.cg_id: c for c in COINS}
+    assert (known["binancecoin"].slug, known["binancecoin"].symbol) == ("bnb", "BNB")
+    assert (known["ripple"].slug, known["ripple"].cmc_id) == ("xrp", 52)
+    assert [c.cg_id for c in COINS[:3]] == ["bitcoin", "ethereum", "tether"]
+    uni = {c.cg_id for c in COINS if c.symbol == "UNI"}
+    btt = {c.cg_id for c in COINS if c.symbol == "BTT"}
+    assert uni == {"uniswap", "unicorn-token"} and len(btt) == 2
+    tiny = [c for c in COINS[:200] if c.price < 1e-8]
+    assert tiny and all(c.circulating_supply > 1e15 for c in tiny)
+    assert any(c.max_supply is None for c in COINS)
+    with pytest.raises(ValueError, match="n_coins"):
+        coins(len(COINS) + 1)
+
+
+# --- CoinGecko -------------------------------------------------------------------------------------
+
+
+def test_coingecko_markets_has_the_real_shape(sim: Simulator, markets_validator: Draft202012Validator) -> None:
+    with client(sim) as http:
+        plain = cg(http, per_page=250).json()
+        with_changes = cg(http, per_page=250, price_change_percentage="1h,24h,7d").json()
+        assert http.get("/api/v3/ping").json() == {"gecko_says": "(V3) To the Moon!"}
+    markets_validator.validate(plain)
+    markets_validator.validate(with_changes)
+    assert len(plain) == 200
+    bitcoin = with_changes[0]
+    assert (bitcoin["id"], bitcoin["symbol"], bitcoin["market_cap_rank"]) == ("bitcoin", "btc", 1)
+    assert all(item["symbol"] == item["symbol"].lower() for item in plain)
+    assert "price_change_percentage_1h_in_currency" not in plain[0]
+    for period in ("1h", "24h", "7d"):
+        assert isinstance(bitcoin[f"price_change_percentage_{period}_in_currency"], float)
+    assert bitcoin["roi"] is None
+    now = datetime.now(UTC)
+    for item in plain:
+        assert now - timedelta(seconds=60) <= parse_z(item["last_updated"]) <= now
+        parse_z(item["ath_date"])
+        # market cap = price x circulating supply (rounding aside)
+        assert item["market_cap"] == pytest.approx(item["current_price"] * item["circulating_supply"], rel=1e-4)
+        # the 24 h figures agree with each other
+        assert item["low_24h"] <= item["current_price"] <= item["high_24h"] or item["current_price"] < 1e-6
+    changes = bitcoin["price_change_24h"] / (bitcoin["current_price"] - bitcoin["price_change_24h"]) * 100
+    assert changes == pytest.approx(bitcoin["price_change_percentage_24h"], abs=1e-3)
+    # big prices are JSON integers, as on the real API
+    assert isinstance(bitcoin["current_price"], int) and isinstance(bitcoin["market_cap"], int)
+
+
+def test_coingecko_pagination(sim: Simulator) -> None:
+    with client(sim) as http:
+        pages = [cg(http, per_page=50, page=n).json() for n in range(1, 5)]
+        beyond = cg(http, per_page=50, page=5).json()
+        clamped = cg(http, per_page=1000).json()
+        default = cg(http).json()
+        bad = cg(http, per_page="many")
+        ids = cg(http, ids="ethereum,ripple").json()
+    items = [item for page in pages for item in page]
+    assert [len(p) for p in pages] == [50, 50, 50, 50] and beyond == []
+    assert [item["market_cap_rank"] for item in items] == list(range(1, 201))
+    assert len({item["id"] for item in items}) == 200
+    assert len(clamped) == 200 and len(default) == 100
+    assert bad.status_code == 400
+    assert {item["id"] for item in ids} == {"ethereum", "ripple"}
+
+
+def test_coingecko_vs_currency(sim: Simulator) -> None:
+    with client(sim) as http:
+        usd = by_id(cg(http, per_page=250).json())
+        eur = by_id(cg(http, vs_currency="eur", per_page=250).json())
+        btc = by_id(cg(http, vs_currency="BTC", per_page=250).json())
+        unknown = cg(http, vs_currency="xyz")
+        missing = http.get(CG_MARKETS)
+    assert eur["ethereum"]["current_price"] == pytest.approx(usd["ethereum"]["current_price"] * 0.92, rel=1e-3)
+    assert btc["bitcoin"]["current_price"] == pytest.approx(1.0)
+    assert btc["ethereum"]["current_price"] == pytest.approx(
+        usd["ethereum"]["current_price"] / usd["bitcoin"]["current_price"], rel=1e-3)
+    assert (unknown.status_code, unknown.json()) == (400, {"error": "invalid vs_currency"})
+    assert missing.status_code == 400
+
+
+# --- CoinMarketCap ---------------------------------------------------------------------------------
+
+
+def test_coinmarketcap_listings_has_the_real_shape(sim: Simulator) -> None:
+    with client(sim) as http:
+        body = cmc(http, limit=200).json()
+    status, data = body["status"], body["data"]
+    assert status["error_code"] == 0 and status["error_message"] is None
+    assert {"timestamp", "elapsed", "credit_count", "notice", "total_count"} <= set(status)
+    assert status["total_count"] == 200 and len(data) == 200
+    assert datetime.fromisoformat(status["timestamp"].replace("Z", "+00:00")) <= datetime.now(UTC)
+    for item in data:
+        assert CMC_ITEM_KEYS <= set(item)
+        assert set(item["quote"]) == {"USD"} and CMC_QUOTE_KEYS <= set(item["quote"]["USD"])
+        assert item["symbol"] == item["symbol"].upper()
+        parse_z(item["last_updated"])
+    assert [item["cmc_rank"] for item in data] == list(range(1, 201))
+    listed = by_id(data, "slug")
+    assert listed["bnb"]["id"] == 1839 and listed["xrp"]["symbol"] == "XRP"
+    assert listed["bitcoin"]["max_supply"] == 21_000_000 and listed["ethereum"]["max_supply"] is None
+    usd = listed["bitcoin"]["quote"]["USD"]
+    assert usd["market_cap"] == pytest.approx(usd["price"] * listed["bitcoin"]["circulating_supply"])
+
+
+def test_coinmarketcap_requires_an_api_key(sim: Simulator) -> None:
+    with client(sim) as http:
+        for headers in ({}, {"X-CMC_PRO_API_KEY": ""}):
+            answer = http.get(CMC_LISTINGS, headers=headers)
+            assert answer.status_code == 401
+            assert answer.json()["status"]["error_code"] == 1002
+            assert answer.json()["status"]["error_message"] == "API key missing."
+        assert http.get(CMC_LISTINGS, headers={"x-cmc_pro_api_key": "any"}).status_code == 200
+
+
+def test_coinmarketcap_start_limit_and_convert(sim: Simulator) -> None:
+    with client(sim) as http:
+        second = cmc(http, start=101, limit=50).json()["data"]
+        both = by_id(cmc(http, convert="EUR,BTC", limit=10).json()["data"], "slug")
+        usd = by_id(cmc(http, limit=10).json()["data"], "slug")
+        bad_convert = cmc(http, convert="XYZ")
+        bad_limit = cmc(http, limit=0)
+    assert [item["cmc_rank"] for item in second] == list(range(101, 151))
+    quote = both["ethereum"]["quote"]
+    assert set(quote) == {"EUR", "BTC"}
+    assert quote["EUR"]["price"] == pytest.approx(usd["ethereum"]["quote"]["USD"]["price"] * 0.92)
+    assert both["bitcoin"]["quote"]["BTC"]["price"] == pytest.approx(1.0)
+    assert bad_convert.status_code == 400 and "convert" in bad_convert.json()["status"]["error_message"]
+    assert bad_limit.status_code == 400
+
+
+def test_sources_disagree_only_slightly(sim: Simulator) -> None:
+    with client(sim) as http:
+        gecko = by_id(cg(http, per_page=250).json())
+        capped = by_id(cmc(http, limit=200).json()["data"], "slug")
+    for cg_id, slug in (("ethereum", "ethereum"), ("solana", "solana"), ("ripple", "xrp")):
+        a, b = gecko[cg_id]["current_price"], capped[slug]["quote"]["USD"]["price"]
+        assert a != b
+        assert a == pytest.approx(b, rel=0.0025)
+
+
+# --- faults ----------------------------------------------------------------------------------------
+
+
+def test_fault_specs_parse() -> None:
+    assert Faults.parse("none").names == () and Faults.parse("").names == ()
+    assert Faults.parse("all").names == FAULT_NAMES
+    assert Faults.parse("demo") == Faults.demo_default()
+    scoped = Faults.parse("rate-limit@coingecko=0.5,server-error")
+    assert scoped.probability("rate-limit", "coingecko") == 0.5
+    assert scoped.probability("rate-limit", "coinmarketcap") == 0.0
+    assert scoped.probability("server-error", "coinmarketcap-html") > 0
+    assert Faults.parse("outlier@coingecko").outlier_source == "coingecko"
+    for bad in ("bogus", "rate-limit=2", "rate-limit@nowhere", "slow=fast", "all,slow"):
+        with pytest.raises(ValueError):
+            Faults.parse(bad)
+
+
+def test_rate_limit_answers_429_with_the_real_bodies_and_never_twice_in_a_row() -> None:
+    with start_simulator(faults="rate-limit=1", seed=1, step_seconds=FROZEN) as sim, client(sim) as http:
+        first = cg(http)
+        assert first.status_code == 429 and first.headers["Retry-After"] == "1"
+        assert first.json() == CG_RATE_LIMIT_BODY
+        assert cg(http).status_code == 200  # the retry succeeds
+        limited = cmc(http)
+        assert limited.status_code == 429 and limited.headers["Retry-After"] == "1"
+        assert limited.json()["status"]["error_code"] == 1008
+        assert limited.json()["status"]["error_message"].startswith("You've exceeded your API Key's HTTP")
+        assert cmc(http).status_code == 200
+    always = Faults.parse("rate-limit=1", consecutive_errors=True)
+    with start_simulator(faults=always, step_seconds=FROZEN) as sim, client(sim) as http:
+        assert [cg(http).status_code for _ in range(3)] == [429, 429, 429]
+
+
+def test_server_error_and_slow() -> None:
+    faults = Faults.parse("server-error=1,slow@coinmarketcap=1", slow_seconds=0.3)
+    with start_simulator(faults=faults, step_seconds=FROZEN) as sim, client(sim) as http:
+        assert cg(http).status_code == 500
+        assert cg(http).status_code == 200
+        began = time.perf_counter()
+        assert cmc(http).status_code == 500
+        assert time.perf_counter() - began >= 0.3
+        stats = http.get("/_sim/stats").json()
+    assert stats["sources"]["coingecko"]["faults"]["server-error"] == 1
+    assert stats["sources"]["coinmarketcap"]["faults"]["slow"] == 1
+
+
+def test_malformed_breaks_a_few_items_in_each_way() -> None:
+    with start_simulator(faults="malformed", step_seconds=FROZEN) as sim, client(sim) as http:
+        gecko = cg(http, per_page=250).json()
+        capped = cmc(http, limit=200).json()["data"]
+    strings = [item for item in gecko if isinstance(item, str)]
+    objects = [item for item in gecko if isinstance(item, dict)]
+    assert len(strings) == 1 and len(gecko) == 200
+    assert sum(item.get("current_price") == "n/a" for item in objects) == 1
+    assert sum("id" not in item for item in objects) == 1
+    cmc_objects = [item for item in capped if isinstance(item, dict)]
+    assert len(cmc_objects) == 199
+    assert sum(item["quote"]["USD"]["price"] == "n/a" for item in cmc_objects) == 1
+    assert sum("id" not in item and "slug" not in item for item in cmc_objects) == 1
+
+
+def test_outlier_starts_at_the_third_cycle_of_one_source() -> None:
+    with start_simulator(faults="outlier", step_seconds=FROZEN) as sim, client(sim) as http:
+        ratios = []
+        for _ in range(4):
+            cmc(http, start=101, limit=50)  # a later page is not a new cycle
+            gecko = by_id(cg(http, per_page=250).json())
+            listed = by_id(cmc(http, limit=200).json()["data"], "slug")
+            ratios.append(listed["ethereum"]["quote"]["USD"]["price"] / gecko["ethereum"]["current_price"])
+            other = listed["bitcoin"]["quote"]["USD"]["price"] / gecko["bitcoin"]["current_price"]
+            assert other == pytest.approx(1.0, rel=0.003)
+            ethereum = listed["ethereum"]
+            assert ethereum["quote"]["USD"]["market_cap"] == pytest.approx(
+                ethereum["quote"]["USD"]["price"] * ethereum["circulating_supply"])
+        stats = http.get("/_sim/stats").json()["sources"]
+    assert [round(r) for r in ratios] == [1, 1, 10, 10]
+    assert stats["coinmarketcap"]["cycles"] == 4 and stats["coinmarketcap"]["faults"]["outlier"] == 3  # cycles 3, 4 and the later page in 4
+    assert stats["coingecko"]["faults"]["outlier"] == 0
+
+
+def test_demo_default_errors_are_rare_and_never_consecutive() -> None:
+    demo = Faults.demo_default()
+    assert set(demo.names) == {"rate-limit", "server-error", "malformed", "outlier"}
+    assert (demo.outlier_source, demo.outlier_coin, demo.outlier_from_cycle) == ("coinmarketcap", "ethereum", 3)
+    assert "outlier" in demo.describe()
+    injector = FaultInjector(demo, seed=42)
+    for source in ("coingecko", "coinmarketcap"):
+        errors = [injector.decide(source, first_page=True).error is not None for _ in range(500)]
+        assert 10 < sum(errors) < 150
+        assert not any(a and b for a, b in zip(errors, errors[1:], strict=False))
+    # start_simulator without faults runs the demo set
+    assert Simulator().faults == demo
+
+
+def test_fault_schedule_is_deterministic_by_seed() -> None:
+    faults = Faults.parse("rate-limit=0.3,server-error=0.3,malformed=0.5")
+
+    def schedule(seed: int) -> list[tuple[str | None, int | None]]:
+        injector = FaultInjector(faults, seed)
+        return [(d.error, d.malformed_seed) for d in (injector.decide("coingecko", True) for _ in range(50))]
+
+    assert schedule(3) == schedule(3)
+    assert schedule(3) != schedule(4)
+
+
+# --- time and determinism --------------------------------------------------------------------------
+
+
+def test_prices_move_with_time_and_stand_still_within_a_step() -> None:
+    with start_simulator(faults="none", step_seconds=FROZEN) as still, client(still) as http:
+        assert cg(http).json() == cg(http).json()
+    with start_simulator(faults="none", step_seconds=0.05) as moving, client(moving) as http:
+        before = by_id(cg(http).json())
+        time.sleep(0.3)
+        after = by_id(cg(http).json())
+        tick = http.get("/_sim/stats").json()["tick"]
+    assert tick >= 5
+    assert before["ethereum"]["current_price"] != after["ethereum"]["current_price"]
+    assert before["ethereum"]["current_price"] == pytest.approx(after["ethereum"]["current_price"], rel=0.05)
+
+
+def test_market_is_deterministic_by_seed() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    one, two, other = (Market(seed, COINS[:50], start=start) for seed in (3, 3, 4))
+    for market in (one, two, other):
+        market.advance(100)
+    assert one.prices() == two.prices() != other.prices()
+    now = start + timedelta(seconds=100)
+    assert one.coingecko_markets("eur", now=now) == two.coingecko_markets("eur", now=now)
+    assert one.coinmarketcap_listings(("USD",), now=now) == two.coinmarketcap_listings(("USD",), now=now)
+    # the wall clock drives the steps
+    assert one.step(start + timedelta(seconds=150.5)) == 50 and one.tick == 150
+    assert one.step(start + timedelta(seconds=150.9)) == 0
+
+
+def test_same_seed_serves_the_same_prices() -> None:
+    bodies = []
+    for _ in range(2):
+        with start_simulator(faults="none", seed=11, step_seconds=FROZEN) as sim, client(sim) as http:
+            bodies.append([item["current_price"] for item in cg(http, per_page=250).json()])
+    assert bodies[0] == bodies[1]
+
+
+# --- HTML pages ------------------------------------------------------------------------------------
+
+
+def test_html_pages_without_a_renderer_are_404(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, PAGES_MODULE, None)  # as if pages.py did not exist
+    with client(sim) as http:
+        for path in ("/coingecko-www/en?page=1", "/cmc-www/?page=1"):
+            answer = http.get(path)
+            assert answer.status_code == 404 and PAGES_MODULE in answer.text
+
+
+def test_html_pages_render_market_items(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, list[dict[str, Any]], Any, str]] = []
+    fake = types.ModuleType(PAGES_MODULE)
+
+    def render_coingecko_html(items: list[dict[str, Any]], page: int, lang: str) -> str:
+        calls.append(("coingecko", items, page, lang))
+        return f"<html lang='{lang}'>{len(items)}</html>"
+
+    def render_coinmarketcap_html(items: list[dict[str, Any]], lang: str) -> str:
+        calls.append(("coinmarketcap", items, None, lang))
+        return f"<html lang='{lang}'>{len(items)}</html>"
+
+    fake.render_coingecko_html = render_coingecko_html  # type: ignore[attr-defined]
+    fake.render_coinmarketcap_html = render_coinmarketcap_html  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, PAGES_MODULE, fake)
+    with client(sim) as http:
+        page2 = http.get("/coingecko-www/en", params={"page": 2})
+        french = http.get("/coingecko-www/fr", params={"page": 2})
+        listing = http.get("/cmc-www/", params={"page": 1})
+        listing_fr = http.get("/cmc-www/fr/", params={"page": 1})
+        beyond = http.get("/coingecko-www/en", params={"page": 3})
+    assert page2.status_code == 200 and page2.headers["content-type"].startswith("text/html")
+    assert page2.text == "<html lang='en'>100</html>" and french.status_code == 200
+    (_, en_items, page, lang), (_, fr_items, _, fr_lang) = calls[0], calls[1]
+    assert (page, lang, fr_lang) == (2, "en", "fr")
+    assert en_items[0]["market_cap_rank"] == 101 and "price_change_percentage_7d_in_currency" in en_items[0]
+    assert fr_items[0]["current_price"] == pytest.approx(en_items[0]["current_price"] * 0.92, rel=0.003)
+    assert listing.status_code == listing_fr.status_code == 200
+    assert set(calls[2][1][0]["quote"]) == {"USD"} and set(calls[3][1][0]["quote"]) == {"EUR"}
+    assert len(calls[2][1]) == 100 and calls[2][3] == "en" and calls[3][3] == "fr"
+    assert beyond.status_code == 404
+
+
+def test_html_sources_get_faults_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = types.ModuleType(PAGES_MODULE)
+    fake.render_coingecko_html = lambda items, page, lang: json.dumps(items)  # type: ignore[attr-defined]
+    fake.render_coinmarketcap_html = lambda items, lang: json.dumps(items)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, PAGES_MODULE, fake)
+    faults = Faults.parse("rate-limit@coinmarketcap-html=1,malformed@coingecko-html=1")
+    with start_simulator(faults=faults, step_seconds=FROZEN) as sim, client(sim) as http:
+        limited = http.get("/cmc-www/?page=1")
+        broken = http.get("/coingecko-www/en?page=1").json()
+        api = cg(http)
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "1" and "<html" in limited.text
+    assert sum(item["current_price"] == "n/a" for item in broken) == 3  # HTML: prices only
+    assert api.status_code == 200 and all(isinstance(i, dict) and "id" in i for i in api.json())
+
+
+# --- plumbing --------------------------------------------------------------------------------------
+
+
+def test_settings_overrides_point_cryptoviz_at_the_simulator(sim: Simulator) -> None:
+    overrides = sim.settings_overrides()
+    settings = load_settings(**overrides)
+    assert settings.coingecko_base_url == f"{sim.url}/api/v3"
+    assert settings.coinmarketcap_base_url == sim.url
+    assert settings.coingecko_html_base_url == f"{sim.url}/coingecko-www"
+    assert settings.coinmarketcap_html_base_url == f"{sim.url}/cmc-www"
+    assert settings.coinmarketcap_api_key is not None
+    assert sim.url.startswith("http://127.0.0.1:")
+    lines = sim.env_lines()
+    assert lines[0] == f"export CRYPTOVIZ_COINGECKO_BASE_URL={sim.url}/api/v3"
+    assert f"export CRYPTOVIZ_COINMARKETCAP_BASE_URL={sim.url}" in lines
+    assert "export CRYPTOVIZ_COINMARKETCAP_API_KEY=simulator-placeholder-key" in lines
+    assert len(lines) == 5
+
+
+def test_stats_count_requests_per_route(sim: Simulator) -> None:
+    with client(sim) as http:
+        cg(http)
+        cg(http, page=2)
+        cmc(http)
+        http.get("/nowhere")
+        stats = http.get("/_sim/stats").json()
+    assert stats["requests"] == {CG_MARKETS: 2, CMC_LISTINGS: 1, "not-found": 1}
+    assert stats["sources"]["coingecko"]["requests"] == 2 and stats["sources"]["coingecko"]["cycles"] == 1
+    assert stats["seed"] == 7
+
+
+def test_stop_releases_the_port() -> None:
+    sim = Simulator(faults="none").start()
+    url = sim.url
+    sim.stop()
+    with pytest.raises(RuntimeError):
+        _ = sim.url
+    with pytest.raises(httpx.ConnectError), httpx.Client(timeout=2) as http:
+        http.get(url + "/api/v3/ping")
