@@ -39,7 +39,7 @@ K_OUT="$K_LOGS/kafka.out"
 
 PG_LINK="$SVC/pg"   # a directory, or a symlink to one under /var/tmp when postgres cannot reach $SVC
 
-export DEBIAN_FRONTEND=noninteractive
+export DEBIAN_FRONTEND=noninteractive UCF_FORCE_CONFFOLD=1
 
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { printf '[services] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -56,7 +56,7 @@ show_tail() {  # file, lines
     fi
 }
 
-as_postgres() { runuser -u postgres -- "$@"; }
+as_postgres() { (cd / && runuser -u postgres -- "$@"); }  # cd: the repo may be unreadable to postgres
 
 # --- prerequisites ------------------------------------------------------------------------------
 
@@ -341,7 +341,6 @@ kafka_start() {
     kafka_write_config
     kafka_format
     log "kafka: starting Apache Kafka $(cat "$K_DIR/VERSION" 2>/dev/null || echo '?') on $HOST:$KAFKA_PORT"
-    # shellcheck disable=SC2086
     nohup java -Xms256m -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
         -Dkafka.logs.dir="$K_LOGS" -Dlog4j2.configurationFile="$K_DIR/log4j2.properties" \
         -cp "$K_LIB/*" kafka.Kafka "$K_CONF" >>"$K_OUT" 2>&1 </dev/null 9>&- &

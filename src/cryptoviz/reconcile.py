@@ -85,10 +85,9 @@ _NON_ALNUM = re.compile(r"[\W_]+")
 # Key classes, strongest first (used when a component must be rebuilt, see _split).
 _PHASES = (("cg", "cmc"), ("slug",), ("ns",))
 
-# One source's quote inside one coin: (source, quote, time as POSIX seconds, trust, price).
+# One source's quote inside one coin: (source, quote, trust, weight, price) where
+# weight = trust x freshness, or -1.0 for a stale quote.
 _Row = tuple[str, SourceQuote, float, float, float]
-# A fresh quote inside one coin: (source, quote, trust, weight = trust x freshness, price).
-_Cand = tuple[str, SourceQuote, float, float, float]
 _trust_key = itemgetter(2)
 _weight_key = itemgetter(3)
 _CHANGE_1H = attrgetter("change_1h")
@@ -139,6 +138,7 @@ class _Coin:
     coinmarketcap_id: str | None
     fallback_id: str  # "source:source_id" of the most trusted source
     rows: list[_Row]  # sorted by source name
+    any_stale: bool
 
 
 def reconcile(
@@ -195,16 +195,26 @@ def reconcile(
     claims: dict[tuple[str, str], list[int]] = {}
     for members in _group(kept):
         rows: list[_Row] = []
+        any_stale = False
         for i in members:
             q = kept[i]
             source = q.source
             t = trust_of.get(source)
             if t is None:
                 t = trust_of[source] = _clamp_trust(lookup(source))
-            rows.append((source, q, times[i], t, prices[i]))
+            age = observed_ts - times[i]
+            if age > max_staleness:
+                weight = -1.0
+                any_stale = True
+            elif age <= 0:
+                weight = t
+            else:
+                freshness = 1.0 - age / max_staleness
+                weight = t * (freshness if freshness > MIN_FRESHNESS else MIN_FRESHNESS)
+            rows.append((source, q, t, weight, prices[i]))
         if len(rows) > 1:
             rows.sort()  # sources are distinct within a coin: this orders by source name
-        coin = _identify(rows)
+        coin = _identify(rows, any_stale)
         claim = (rows[0][1].currency, coin.coin_id)
         holders = claims.get(claim)
         if holders is None:
@@ -219,7 +229,7 @@ def reconcile(
     # 3. One snapshot per coin.
     snapshots: list[CoinSnapshot] = []
     for coin in coins:
-        snap = _snapshot(coin, observed_at, observed_ts, max_staleness, disagreement_tolerance, previous)
+        snap = _snapshot(coin, observed_at, disagreement_tolerance, previous)
         if snap is not None:
             snapshots.append(snap)
     snapshots.sort(key=_snapshot_order)
@@ -343,7 +353,7 @@ def _split(members: list[int], quotes: list[SourceQuote], bits: list[int],
     return list(parts.values())
 
 
-def _identify(rows: list[_Row]) -> _Coin:
+def _identify(rows: list[_Row], any_stale: bool) -> _Coin:
     """Ids of one coin from its quotes (``rows`` sorted by source name)."""
     coingecko_id = coinmarketcap_id = slug = None
     slug_trust = -1.0
@@ -357,8 +367,8 @@ def _identify(rows: list[_Row]) -> _Coin:
         elif source in COINMARKETCAP_SOURCES:
             if coinmarketcap_id is None or source == COINMARKETCAP_SOURCES[0]:
                 coinmarketcap_id = q.source_id
-        t = row[3]
-        if t > best[3]:
+        t = row[2]
+        if t > best[2]:
             best = row
         if q.slug and t > slug_trust:
             s = q.slug.strip()
@@ -367,10 +377,10 @@ def _identify(rows: list[_Row]) -> _Coin:
                 slug_trust = t
     fallback = f"{best[0]}:{best[1].source_id}"
     if coingecko_id is not None:
-        return _Coin(coingecko_id, 0, slug, coingecko_id, coinmarketcap_id, fallback, rows)
+        return _Coin(coingecko_id, 0, slug, coingecko_id, coinmarketcap_id, fallback, rows, any_stale)
     if slug is not None:
-        return _Coin(slug.lower(), 1, slug, coingecko_id, coinmarketcap_id, fallback, rows)
-    return _Coin(fallback, 2, slug, coingecko_id, coinmarketcap_id, fallback, rows)
+        return _Coin(slug.lower(), 1, slug, coingecko_id, coinmarketcap_id, fallback, rows, any_stale)
+    return _Coin(fallback, 2, slug, coingecko_id, coinmarketcap_id, fallback, rows, any_stale)
 
 
 def _settle_claim(claimants: list[_Coin]) -> None:
@@ -387,25 +397,21 @@ def _settle_claim(claimants: list[_Coin]) -> None:
 def _snapshot(
     coin: _Coin,
     observed_at: datetime,
-    observed_ts: float,
-    max_staleness: float,
     tol: float,
     previous: Mapping[str, float] | None,
 ) -> CoinSnapshot | None:
     rows = coin.rows
     dropped: dict[str, str] = {}
-    fresh: list[_Cand] = []
-    for source, q, ts, t, p in rows:
-        age = observed_ts - ts
-        if age > max_staleness:
-            dropped[source] = STALE
-        elif age <= 0:
-            fresh.append((source, q, t, t, p))
-        else:
-            freshness = 1.0 - age / max_staleness
-            fresh.append((source, q, t, t * (freshness if freshness > MIN_FRESHNESS else MIN_FRESHNESS), p))
-    if not fresh:
-        return None
+    fresh = rows
+    if coin.any_stale:
+        fresh = []
+        for r in rows:
+            if r[3] < 0:
+                dropped[r[0]] = STALE
+            else:
+                fresh.append(r)
+        if not fresh:
+            return None
 
     candidates = fresh
     if len(fresh) >= 3:
@@ -496,12 +502,12 @@ def _snapshot(
         sources = tuple([
             SourceValue(source, q.source_id, p, q.market_cap, q.volume_24h, q.last_updated,
                         source not in dropped, dropped.get(source))
-            for source, q, _ts, _t, p in rows
+            for source, q, _t, _w, p in rows
         ])
     else:
         sources = tuple([
             SourceValue(source, q.source_id, p, q.market_cap, q.volume_24h, q.last_updated)
-            for source, q, _ts, _t, p in rows
+            for source, q, _t, _w, p in rows
         ])
     return CoinSnapshot(
         coin.coin_id, symbol, name, coin.slug, rank, price, market_cap, volume,
@@ -510,7 +516,7 @@ def _snapshot(
     )
 
 
-def _confidence(used: list[_Cand], spread: float, tol: float) -> float:
+def _confidence(used: list[_Row], spread: float, tol: float) -> float:
     """See the module docstring: noisy-or of the used trusts, scaled by agreement."""
     t_max = 0.0
     miss = 1.0
@@ -551,6 +557,16 @@ def _weighted_median(pairs: list[tuple[float, float]]) -> float:
     """
     if len(pairs) == 1:
         return pairs[0][0]
+    if len(pairs) == 2:  # the usual case, without the general walk
+        (a, wa), (b, wb) = pairs
+        if a == b:
+            return a
+        if a > b:
+            a, wa, b, wb = b, wb, a, wa
+        if wa > 0 or wb > 0:
+            if abs(wa - wb) > (wa + wb) * 2e-12:
+                return a if wa > wb else b
+        return _midpoint(a, b)
     pairs.sort()
     total = 0.0
     for pair in pairs:
@@ -574,7 +590,7 @@ def _weighted_median(pairs: list[tuple[float, float]]) -> float:
     return pairs[-1][0]
 
 
-def _pick(ranked: list[_Cand], get: Callable[[SourceQuote], float | None]) -> float | None:
+def _pick(ranked: list[_Row], get: Callable[[SourceQuote], float | None]) -> float | None:
     for c in ranked:
         v = get(c[1])
         if v is not None:
@@ -582,7 +598,7 @@ def _pick(ranked: list[_Cand], get: Callable[[SourceQuote], float | None]) -> fl
     return None
 
 
-def _pick_text(ranked: list[_Cand], attr: str) -> str:
+def _pick_text(ranked: list[_Row], attr: str) -> str:
     for c in ranked:
         v: str = getattr(c[1], attr)
         if v:

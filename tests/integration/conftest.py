@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,26 +89,56 @@ def _topic_name(request: pytest.FixtureRequest) -> str:
     return f"test-{base}-{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture
-def kafka_topic(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh topic with 6 partitions (and its ``.dlq``) for one test, deleted afterwards."""
+@pytest.fixture(scope="session")
+def kafka_admin(kafka_bootstrap: str) -> Any:
+    """A ``confluent_kafka.admin.AdminClient`` on the test broker."""
     from confluent_kafka.admin import AdminClient
 
+    return AdminClient({"bootstrap.servers": kafka_bootstrap})
+
+
+def delete_topics(admin: Any, topics: list[str]) -> None:
+    """Delete ``topics`` and wait (best effort: a failure is only reported as a warning)."""
+    futures = admin.delete_topics(topics, operation_timeout=30)
+    for name, future in futures.items():
+        try:
+            future.result(timeout=30)
+        except Exception as exc:  # noqa: BLE001 - cleanup only
+            print(f"could not delete test topic {name}: {exc}")
+
+
+@pytest.fixture
+def kafka_topic(kafka_bootstrap: str, kafka_admin: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh topic with 6 partitions (and its ``.dlq``) for one test, deleted afterwards."""
     from cryptoviz.bus.kafka import dlq_topic_of, ensure_topics
 
     topic = _topic_name(request)
     ensure_topics(kafka_bootstrap, topic, partitions=6)
     yield topic
-    futures = AdminClient({"bootstrap.servers": kafka_bootstrap}).delete_topics(
-        [topic, dlq_topic_of(topic)], operation_timeout=30)
-    for future in futures.values():
-        try:
-            future.result(timeout=30)
-        except Exception:  # noqa: BLE001 - cleanup only
-            pass
+    delete_topics(kafka_admin, [topic, dlq_topic_of(topic)])
+
+
+@pytest.fixture
+def drop_topics(kafka_admin: Any) -> Callable[[list[str]], None]:
+    """``drop_topics([names])`` deletes topics a test created itself."""
+    return lambda topics: delete_topics(kafka_admin, topics)
 
 
 @pytest.fixture
 def kafka_group() -> str:
     """A consumer group id that no other test uses."""
     return f"test-group-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def pg_database(pg_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test (dropped afterwards); yields its URL."""
+    import psycopg
+
+    name = f"cv_test_{uuid.uuid4().hex[:10]}"
+    admin_url = re.sub(r"^postgresql\+\w+://", "postgresql://", pg_url)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield pg_url.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

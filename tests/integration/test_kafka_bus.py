@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import pytest
@@ -236,18 +238,16 @@ def test_two_consumers_in_one_group_split_the_partitions(kafka_bootstrap: str, k
     assert ids_a | ids_b == {s.coin_id for s in sent}
 
 
-def test_factory_builds_kafka_clients_and_creates_topics(kafka_bootstrap: str, kafka_group: str) -> None:
-    import uuid
-
-    from confluent_kafka.admin import AdminClient
-
+def test_factory_builds_kafka_clients_and_creates_topics(kafka_bootstrap: str, kafka_admin: Any,
+                                                        kafka_group: str,
+                                                        drop_topics: Callable[[list[str]], None]) -> None:
     topic = f"test-factory-{uuid.uuid4().hex[:8]}"
     settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, kafka_topic=topic, kafka_group=kafka_group)
     publisher = make_publisher(settings)
     consumer = make_consumer(settings)
     try:
         assert isinstance(publisher, KafkaPublisher) and isinstance(consumer, KafkaConsumer)
-        topics = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10).topics
+        topics = kafka_admin.list_topics(timeout=10).topics
         assert len(topics[topic].partitions) == settings.kafka_partitions
         assert dlq_topic_of(topic) in topics
         publisher.publish([snapshot(1)])
@@ -256,7 +256,7 @@ def test_factory_builds_kafka_clients_and_creates_topics(kafka_bootstrap: str, k
     finally:
         publisher.close()
         consumer.close()
-        AdminClient({"bootstrap.servers": kafka_bootstrap}).delete_topics([topic, dlq_topic_of(topic)])
+        drop_topics([topic, dlq_topic_of(topic)])
 
 
 def test_factory_without_kafka_uses_the_given_memory_bus() -> None:

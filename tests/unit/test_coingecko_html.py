@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -96,13 +97,13 @@ def test_english_page_reads_every_row_with_exact_values() -> None:
                                                               "Synthetic Coin 100", 100)
 
 
-def test_french_page_gives_the_same_values() -> None:
-    french = parse("coingecko-fr-page1.html")
+def test_french_page_in_euros_gives_the_same_values() -> None:
+    french = parse("coingecko-fr-page1.html", currency="eur")  # "67 187,34 €", "1,6 %", "Cours"...
     english = parse("coingecko-en-page1.html")
     assert french.rejected == []
     assert len(french.quotes) == 30
-    assert french.quotes == english.quotes[:30]
-    assert by_slug(french)["bitcoin"] == BITCOIN
+    assert french.quotes == [replace(q, currency="eur") for q in english.quotes[:30]]
+    assert by_slug(french)["bitcoin"] == replace(BITCOIN, currency="eur")
 
 
 @pytest.mark.parametrize("name", [
@@ -136,8 +137,19 @@ def test_broken_rows_are_rejected_with_reasons_and_the_rest_kept() -> None:
     assert len(coins) == 16
     assert coins["bitcoin"] == BITCOIN
     assert coins["ripple"].price == 0.5234
-    assert coins["ripple"].change_24h == -0.8  # "0.8%" (half-even) under a down caret
+    assert coins["ripple"].change_24h == -0.8  # "0.8%" under a down caret
     assert not {"tether", "binancecoin", "solana", "usd-coin"} & coins.keys()
+
+
+def test_broken_items_from_the_simulator_are_shown_as_broken_cells() -> None:
+    items = _generator().coingecko_items(3)
+    items[1] = dict(items[1], current_price="n/a")
+    items[2] = dict(items[2], market_cap="12 apples")
+    result = parse_page(render_coingecko_html(items, 1).encode(), COLLECTED, "usd")
+    assert [q.slug for q in result.quotes] == ["bitcoin", "ethereum"]
+    assert result.quotes[1].price is None  # "n/a": no value; the validator rejects a quote without price
+    assert result.rejected == [Rejection("coingecko-html", "tether", "market_cap", "unparseable",
+                                         "cannot read number '12 apples': not a number as the pages print them")]
 
 
 def test_sub_element_zero_counts_are_read() -> None:
@@ -185,6 +197,8 @@ def test_bodies_that_are_not_the_page_are_terminal(body: bytes) -> None:
 def test_a_page_in_another_currency_is_refused() -> None:
     with pytest.raises(TerminalSourceError, match=r"shows price in USD but EUR was asked for"):
         parse("coingecko-en-page1.html", currency="eur")
+    with pytest.raises(TerminalSourceError, match=r"shows price in EUR but USD was asked for"):
+        parse("coingecko-fr-page1.html", currency="usd")
 
 
 def test_an_unsupported_page_language_is_refused() -> None:
@@ -195,7 +209,7 @@ def test_an_unsupported_page_language_is_refused() -> None:
 
 def test_language_comes_from_links_when_html_has_no_lang() -> None:
     body = read("coingecko-fr-page1.html").replace(b'<html lang="fr"', b"<html", 1)
-    assert by_slug(parse_page(body, COLLECTED, "usd"))["bitcoin"] == BITCOIN
+    assert by_slug(parse_page(body, COLLECTED, "eur"))["bitcoin"] == replace(BITCOIN, currency="eur")
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -226,19 +240,20 @@ def test_arbitrary_bytes_fail_only_with_source_or_parse_errors(body: bytes) -> N
 
 
 class FakeHttp:
-    """Answers GETs from a dict of url -> body (or exception); records what was asked."""
+    """Answers GETs like ``HttpClient``: url -> body, (status, body), or an exception; 404 for the rest."""
 
-    def __init__(self, pages: dict[str, bytes | SourceError]) -> None:
+    def __init__(self, pages: dict[str, bytes | tuple[int, bytes] | SourceError]) -> None:
         self.pages = pages
         self.calls: list[tuple[str, str, dict[str, str] | None]] = []
 
     def get(self, source: str, url: str, params: dict[str, Any] | None = None,
             headers: dict[str, str] | None = None) -> httpx.Response:
         self.calls.append((source, url, headers))
-        answer = self.pages.get(url, TerminalSourceError(source, f"HTTP 404 for {url}", status=404))
+        answer = self.pages.get(url, (404, b"no such page\n"))
         if isinstance(answer, SourceError):
             raise answer
-        return httpx.Response(200, content=answer, request=httpx.Request("GET", url))
+        status, body = answer if isinstance(answer, tuple) else (200, answer)
+        return httpx.Response(status, content=body, request=httpx.Request("GET", url))
 
 
 def _settings(**values: Any) -> Settings:
@@ -317,6 +332,25 @@ def test_fetch_keeps_earlier_pages_when_a_later_one_fails(caplog: pytest.LogCapt
     assert "page 2 failed" in caplog.text
 
 
+def test_fetch_stops_quietly_when_the_site_has_fewer_pages() -> None:
+    items = _items(150)
+    http = FakeHttp({f"http://sim/coingecko-www/en?page={p}": _page(items, p) for p in (1, 2)})
+    assert len(CoinGeckoHtmlSource(_settings(top_n=500), http).fetch()) == 2
+
+
+def test_fetch_refuses_a_404_first_page() -> None:
+    with pytest.raises(TerminalSourceError, match=r"en\?page=1 answered HTTP 404 - check the base URL"):
+        CoinGeckoHtmlSource(_settings(top_n=100), FakeHttp({})).fetch()
+
+
+@pytest.mark.parametrize("name", ["coingecko-challenge.html", "coingecko-access-denied.html"])
+def test_fetch_names_cloudflare_on_a_403(name: str) -> None:
+    http = FakeHttp({"http://sim/coingecko-www/en?page=1": (403, read(name))})
+    with pytest.raises(TransientSourceError, match=r"blocked by Cloudflare .*\(HTTP 403\)") as info:
+        CoinGeckoHtmlSource(_settings(top_n=100), http).fetch()
+    assert info.value.status == 403
+
+
 def test_fetch_all_fails_loudly_on_a_cloudflare_first_page() -> None:
     http = FakeHttp({"http://sim/coingecko-www/en?page=1": read("coingecko-challenge.html")})
     with pytest.raises(TransientSourceError, match="Cloudflare"):
@@ -326,6 +360,6 @@ def test_fetch_all_fails_loudly_on_a_cloudflare_first_page() -> None:
 def test_french_pages_can_be_fetched() -> None:
     items = _items(100)
     http = FakeHttp({"http://sim/coingecko-www/fr?page=1": render_coingecko_html(items, 1, "fr").encode()})
-    source = CoinGeckoHtmlSource(_settings(top_n=100), http, lang="fr")
+    source = CoinGeckoHtmlSource(_settings(top_n=100, vs_currency="eur"), http, lang="fr")
     pages = source.fetch()
     assert by_slug(source.parse(pages[0]))["bitcoin"].price == 67187.34

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -78,9 +79,10 @@ def test_next_data_list_gives_all_coins_with_exact_values() -> None:
 
 
 def test_french_page_json_is_locale_free() -> None:
-    result = parse("coinmarketcap-fr-page1.html")
+    result = parse("coinmarketcap-fr-page1.html", currency="eur")
     assert len(result.quotes) == 30
-    assert result.quotes == parse("coinmarketcap-en-page1.html").quotes[:30]
+    english = parse("coinmarketcap-en-page1.html").quotes[:30]
+    assert result.quotes == [replace(q, currency="eur") for q in english]
 
 
 def test_list_directly_in_page_props_and_longest_list_wins() -> None:
@@ -103,12 +105,12 @@ def test_find_coin_lists_searches_json_strings() -> None:
 
 def test_broken_items_are_rejected_with_reasons() -> None:
     result = parse("coinmarketcap-en-broken-items.html")
-    assert result.rejected == [
-        Rejection("coinmarketcap-html", "tether", "quotes", "missing_quote", "no USD quote (found: EUR)"),
-        Rejection("coinmarketcap-html", "bnb", "price", "invalid_value", "expected a number, got '598.12'"),
-        Rejection("coinmarketcap-html", "item[4]", "item", "invalid_value", "expected an object, got str"),
-        Rejection("coinmarketcap-html", "solana", "id", "missing_field", "'id' is missing or empty"),
-        Rejection("coinmarketcap-html", "xrp", "cmcRank", "invalid_value", "expected a whole number, got '7'"),
+    assert result.rejected == [  # the reasons of the API parsers
+        Rejection("coinmarketcap-html", "tether", "quotes.USD", "missing_field", "no USD quote (found: EUR)"),
+        Rejection("coinmarketcap-html", "bnb", "quotes.USD.price", "not_a_number", "got str '598.12'"),
+        Rejection("coinmarketcap-html", "item 4", "item", "not_an_object", "got str"),
+        Rejection("coinmarketcap-html", "solana", "id", "missing_field", ""),
+        Rejection("coinmarketcap-html", "xrp", "cmcRank", "not_an_integer", "got str '7'"),
     ]
     coins = by_slug(result)
     assert len(coins) == 11
@@ -126,26 +128,26 @@ def test_quote_of_the_asked_currency_is_used() -> None:
     assert parse_page(body.encode(), COLLECTED, "eur").quotes[0].price == 61000.25
     assert parse_page(body.encode(), COLLECTED, "USD").quotes[0].price == 67000.5
     rejected = parse_page(body.encode(), COLLECTED, "gbp").rejected
-    assert rejected == [Rejection("coinmarketcap-html", "bitcoin", "quotes", "missing_quote",
+    assert rejected == [Rejection("coinmarketcap-html", "bitcoin", "quotes.GBP", "missing_field",
                                   "no GBP quote (found: USD, EUR)")]
 
 
 # --- the table fallback ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [
-    "coinmarketcap-en-no-next-data.html",  # no data script: the ten rendered rows
-    "coinmarketcap-en-json-without-list.html",  # data script without the list
-    "coinmarketcap-en-renamed-classes.html",  # new hashes, no "cmc-table" class: found by its header
-    "coinmarketcap-fr-no-next-data.html",  # French numbers in the table
+@pytest.mark.parametrize(("name", "currency"), [
+    ("coinmarketcap-en-no-next-data.html", "usd"),  # no data script: the ten rendered rows
+    ("coinmarketcap-en-json-without-list.html", "usd"),  # data script without the list
+    ("coinmarketcap-en-renamed-classes.html", "usd"),  # new hashes, no "cmc-table" class: found by header
+    ("coinmarketcap-fr-no-next-data.html", "eur"),  # French numbers in the table: "67 187,34 €"
 ])
-def test_table_fallback_reads_the_server_rendered_rows(name: str) -> None:
-    result = parse(name)
+def test_table_fallback_reads_the_server_rendered_rows(name: str, currency: str) -> None:
+    result = parse(name, currency)
     assert result.rejected == []
     assert len(result.quotes) == 10  # rows 11-15 are placeholders: skipped, not rejected
     assert [q.rank for q in result.quotes] == list(range(1, 11))
     coins = by_slug(result)
-    assert coins["bitcoin"] == BITCOIN_ROW
+    assert coins["bitcoin"] == replace(BITCOIN_ROW, currency=currency)
     eth = coins["ethereum"]
     assert (eth.source_id, eth.symbol, eth.price, eth.market_cap, eth.volume_24h) == (
         "1027", "ETH", 3456.79, 415234567890.0, 15234567891.0)
@@ -207,6 +209,17 @@ def test_bodies_that_are_not_the_page_are_terminal(body: bytes) -> None:
         parse_page(body, COLLECTED, "usd")
 
 
+def test_broken_items_from_the_simulator() -> None:
+    items = [dict(i) for i in _items(12)]
+    items[0]["quote"] = {"USD": dict(items[0]["quote"]["USD"], price="n/a")}
+    body = render_coinmarketcap_html(items).encode()
+    rejected = parse_page(body, COLLECTED, "usd").rejected
+    assert rejected == [Rejection("coinmarketcap-html", "coin-1", "quotes.USD.price", "not_a_number",
+                                  "got str 'n/a'")]
+    table = parse_page(body.replace(b"__NEXT_DATA__", b"__OTHER__"), COLLECTED, "usd")
+    assert table.rejected == [] and table.quotes[0].price is None and len(table.quotes) == 10
+
+
 def test_table_in_another_currency_is_refused() -> None:
     with pytest.raises(TerminalSourceError, match="USD but EUR was asked for"):
         parse("coinmarketcap-en-no-next-data.html", currency="eur")
@@ -238,8 +251,8 @@ class FakeHttp:
     def get(self, source: str, url: str, params: dict[str, Any] | None = None,
             headers: dict[str, str] | None = None) -> httpx.Response:
         self.urls.append(url)
-        if url not in self.pages:
-            raise TerminalSourceError(source, f"HTTP 404 for {url}", status=404)
+        if url not in self.pages:  # HttpClient hands 4xx answers back
+            return httpx.Response(404, content=b"Not Found", request=httpx.Request("GET", url))
         return httpx.Response(200, content=self.pages[url], request=httpx.Request("GET", url))
 
 

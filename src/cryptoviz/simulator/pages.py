@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Context, Decimal
 from html import escape
 from typing import Any
@@ -50,8 +51,20 @@ def _fixed(value: float, decimals: int, lang: str) -> str:
     return ("-" if value < 0 and out.strip("0.,") else "") + out
 
 
-def _money(number: str, lang: str, sign: str = "$") -> str:
-    return f"{sign}{number}" if lang == "en" else f"{number}{NBSP}{sign}"
+_SIGNS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "krw": "₩", "inr": "₹", "rub": "₽", "btc": "₿",
+          "eth": "Ξ", "cad": "CA$", "aud": "A$", "brl": "R$"}
+
+
+def currency_sign(currency: str) -> str:
+    """``"usd"`` -> ``"$"``; a currency without a sign is printed by its code (``"CHF"``)."""
+    return _SIGNS.get(currency.lower(), currency.upper())
+
+
+def _money(number: str, lang: str, currency: str) -> str:
+    sign = currency_sign(currency)
+    if lang != "en":
+        return f"{number}{NBSP}{sign}"
+    return f"{sign} {number}" if sign.isalpha() else f"{sign}{number}"
 
 
 def _leading_zeros(value: float) -> int:
@@ -72,20 +85,20 @@ def _small(value: float, significant: int, lang: str, subscript_from: int | None
     return text
 
 
-def coingecko_price(value: float | None, lang: str = "en") -> str:
+def coingecko_price(value: float | None, lang: str = "en", currency: str = "usd") -> str:
     """``$67,187.34``, ``$0.5123``, ``$0.0₅1234`` (4+ zeros after the point are written as a count)."""
     if value is None:
         return "-"
     if value >= 1 or value == 0:
-        return _money(_fixed(value, 2, lang), lang)
-    return _money(_small(value, 4, lang, subscript_from=4), lang)
+        return _money(_fixed(value, 2, lang), lang, currency)
+    return _money(_small(value, 4, lang, subscript_from=4), lang, currency)
 
 
-def coingecko_amount(value: float | None, lang: str = "en") -> str:
+def coingecko_amount(value: float | None, lang: str = "en", currency: str = "usd") -> str:
     """Market cap and volume, in full: ``$1,323,456,789,012`` / ``1 323 456 789 012 $``."""
     if value is None:
         return "-"
-    return _money(_fixed(value, 0, lang), lang)
+    return _money(_fixed(value, 0, lang), lang, currency)
 
 
 def percent(value: float | None, decimals: int, lang: str = "en") -> str:
@@ -96,16 +109,16 @@ def percent(value: float | None, decimals: int, lang: str = "en") -> str:
     return f"{number}%" if lang == "en" else f"{number}{NBSP}%"
 
 
-def cmc_price(value: float | None, lang: str = "en") -> str:
+def cmc_price(value: float | None, lang: str = "en", currency: str = "usd") -> str:
     """``$67,187.34``, ``$0.5123``, ``$0.00002345`` (no zero count on coinmarketcap.com)."""
     if value is None:
         return "--"
     if value >= 1 or value == 0:
-        return _money(_fixed(value, 2, lang), lang)
-    return _money(_small(value, 4, lang, subscript_from=None), lang)
+        return _money(_fixed(value, 2, lang), lang, currency)
+    return _money(_small(value, 4, lang, subscript_from=None), lang, currency)
 
 
-def cmc_compact(value: float | None, lang: str = "en") -> str:
+def cmc_compact(value: float | None, lang: str = "en", currency: str = "usd") -> str:
     """``$1.32T``, ``$29.32B``, ``$812.45M``; French ``1 323,46 Md $``, ``812,45 M $``."""
     if value is None:
         return "--"
@@ -114,8 +127,15 @@ def cmc_compact(value: float | None, lang: str = "en") -> str:
     for size, unit in units:
         if abs(value) >= size:
             number = _fixed(value / size, 2, lang)
-            return f"${number}{unit}" if lang == "en" else f"{number}{NBSP}{unit}{NBSP}$"
-    return _money(_fixed(value, 2, lang), lang)
+            return _money(f"{number}{unit}" if lang == "en" else f"{number}{NBSP}{unit}", lang, currency)
+    return _money(_fixed(value, 2, lang), lang, currency)
+
+
+def cmc_amount(value: float | None, lang: str = "en", currency: str = "usd") -> str:
+    """Market cap and volume in full, as the wide layout prints them: ``$1,323,456,789,012``."""
+    if value is None:
+        return "--"
+    return _money(_fixed(value, 0, lang), lang, currency)
 
 
 def cmc_count(value: float | None, symbol: str, lang: str = "en") -> str:
@@ -137,6 +157,14 @@ def _num(item: dict[str, Any], key: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
+
+
+def _shown(item: dict[str, Any], key: str, fmt: Callable[[float | None], str]) -> str:
+    """A value as the page prints it; a value that is not a number is printed as it is (a broken cell)."""
+    value = item.get(key)
+    if isinstance(value, str):
+        return value
+    return fmt(_num(item, key))
 
 
 def _caret(value: float | None, up: str, down: str, icon_up: str, icon_down: str, text: str,
@@ -177,12 +205,13 @@ def _cg_image_number(item: dict[str, Any], fallback: int) -> int:
     return int(match.group(1)) if match else fallback
 
 
-def _cg_change(value: float | None, lang: str) -> str:
-    return _caret(value, "gecko-up", "gecko-down", "fas fa-fw fa-caret-up", "fas fa-fw fa-caret-down",
-                  escape(percent(value, 1, lang)), "tw-flex tw-justify-end tw-items-center")
+def _cg_change(item: dict[str, Any], key: str, lang: str) -> str:
+    return _caret(_num(item, key), "gecko-up", "gecko-down", "fas fa-fw fa-caret-up",
+                  "fas fa-fw fa-caret-down", escape(_shown(item, key, lambda v: percent(v, 1, lang))),
+                  "tw-flex tw-justify-end tw-items-center")
 
 
-def _cg_row(item: dict[str, Any], position: int, lang: str) -> str:
+def _cg_row(item: dict[str, Any], position: int, lang: str, currency: str) -> str:
     coin_id = str(item.get("id") or "")
     symbol = str(item.get("symbol") or "").upper()
     name = str(item.get("name") or "")
@@ -210,19 +239,19 @@ def _cg_row(item: dict[str, Any], position: int, lang: str) -> str:
         f'{_CG_TEXT[lang]["buy"]}</button></td>',
         f'<td class="{_CG_TD}" data-sort="{_attr(price if price is not None else "")}">'
         f'<span data-price-target="price" data-coin-id="{number}" data-price-usd="{_attr(price or "")}">'
-        f'{escape(coingecko_price(price, lang))}</span></td>',
+        f'{escape(_shown(item, "current_price", lambda v: coingecko_price(v, lang, currency)))}</span></td>',
     ]
     for key in ("price_change_percentage_1h_in_currency", "price_change_percentage_24h_in_currency",
                 "price_change_percentage_7d_in_currency", "price_change_percentage_30d_in_currency"):
         value = _num(item, key)
         hidden = " tw-hidden" if key.endswith("30d_in_currency") else ""
         cells.append(f'<td class="{_CG_TD}{hidden}" data-sort="{_attr(value if value is not None else "")}">'
-                     f'{_cg_change(value, lang)}</td>')
+                     f'{_cg_change(item, key, lang)}</td>')
     for key, hidden in (("total_volume", ""), ("market_cap", ""), ("fully_diluted_valuation", " tw-hidden")):
         value = _num(item, key)
         cells.append(f'<td class="{_CG_TD}{hidden}" data-sort="{_attr(value if value is not None else "")}">'
                      f'<span data-price-target="price" data-price-usd="{_attr(value or "")}">'
-                     f'{escape(coingecko_amount(value, lang))}</span></td>')
+                     f'{escape(_shown(item, key, lambda v: coingecko_amount(v, lang, currency)))}</span></td>')
     cells.append(
         f'<td class="{_CG_TD} tw-w-[135px]"><a href="{_attr(href)}">'
         f'<img alt="{_attr(coin_id)} ({_attr(symbol)}) 7d chart" class="tw-w-[135px] tw-h-[50px]" '
@@ -258,15 +287,19 @@ def _cg_pagination(page: int, lang: str) -> str:
             + "".join(links) + "</nav>")
 
 
-def render_coingecko_html(items: list[dict[str, Any]], page: int, lang: str = "en") -> str:
+def render_coingecko_html(items: list[dict[str, Any]], page: int, lang: str = "en", *,
+                          currency: str | None = None) -> str:
     """A coingecko.com coin list page (``/en?page=N`` or ``/fr?page=N``) showing ``items``.
 
     ``items``: the coins of this page in ``/coins/markets`` shape (at most 100; when more are given, the
     page's slice ``[(page-1)*100 : page*100]`` is shown). ``page`` numbers the pagination links.
-    An advertisement row sits in the middle of the table, as on the real site.
+    ``currency``: what the values are in, for the sign printed; default ``usd`` in English and ``eur``
+    in French (the simulator's French pages). An advertisement row sits in the middle of the table, as
+    on the real site. A value that is not a number (a broken item) is printed as it is.
     """
     if lang not in _CG_TEXT:
         raise ValueError(f"lang must be 'en' or 'fr', got {lang!r}")
+    currency = (currency or ("usd" if lang == "en" else "eur")).lower()
     if len(items) > ROWS_PER_PAGE:
         items = items[(page - 1) * ROWS_PER_PAGE: page * ROWS_PER_PAGE]
     text = _CG_TEXT[lang]
@@ -277,7 +310,7 @@ def render_coingecko_html(items: list[dict[str, Any]], page: int, lang: str = "e
         heads.append(f'<th class="tw-py-3 tw-px-1 tw-font-semibold{align}{hidden}" '
                      f'data-sortable-target="column"><div class="tw-flex tw-items-center">'
                      f'{escape(label)}</div></th>')
-    rows = [_cg_row(item, (page - 1) * ROWS_PER_PAGE + i + 1, lang) for i, item in enumerate(items)]
+    rows = [_cg_row(item, (page - 1) * ROWS_PER_PAGE + i + 1, lang, currency) for i, item in enumerate(items)]
     if rows:
         rows.insert(max(1, len(rows) // 2), _cg_ad_row(lang))
     total = sum(v for v in (_num(i, "market_cap") for i in items) if v is not None)
@@ -302,7 +335,7 @@ def render_coingecko_html(items: list[dict[str, Any]], page: int, lang: str = "e
 </header>
 <main class="container tw-mx-auto tw-px-2">
 <h1 class="tw-text-gray-900 tw-font-bold tw-text-xl">{escape(text["h1"])}</h1>
-<p class="tw-text-gray-500 tw-text-sm">{escape(coingecko_amount(total, lang))}</p>
+<p class="tw-text-gray-500 tw-text-sm">{escape(coingecko_amount(total, lang, currency))}</p>
 <div class="tw-overflow-x-auto 2lg:tw-overflow-x-visible" data-controller="coin-table">
 <table class="sortable gecko-homepage-coin-table gecko-sticky-table-wrapper !tw-w-full tw-border-y \
 tw-border-gray-200 dark:tw-border-moon-700 tw-divide-y tw-divide-gray-200" data-coin-table-target="table">
@@ -391,13 +424,14 @@ def cmc_list_item(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _cmc_change(value: float | None, lang: str) -> str:
+def _cmc_change(q: dict[str, Any], key: str, lang: str) -> str:
+    value = _num(q, key)
+    shown = escape(_shown(q, key, lambda v: percent(v, 2, lang) if v is not None else "--"))
     if value is None:
-        return f'<span class="{_h(0)} kOpHxi">--</span>'
+        return f'<span class="{_h(0)} kOpHxi">{shown}</span>'
     cls = "sc-a59753b0-0 ivvJzO" if value >= 0 else "sc-a59753b0-0 cmnujh"
     icon = "icon-Caret-up" if value >= 0 else "icon-Caret-down"
-    return f'<span class="{cls}" style="font-size:14px"><span class="{icon}"></span>' \
-           f'{escape(percent(value, 2, lang))}</span>'
+    return f'<span class="{cls}" style="font-size:14px"><span class="{icon}"></span>{shown}</span>'
 
 
 def _cmc_name_cell(item: dict[str, Any], lang: str) -> tuple[str, str]:
@@ -411,7 +445,7 @@ def _cmc_row(item: dict[str, Any], lang: str) -> str:
     cid = item.get("id")
     name = escape(str(item.get("name") or ""))
     symbol = str(item.get("symbol") or "")
-    _, q = _cmc_quote(item)
+    currency, q = _cmc_quote(item)
     rank = item.get("cmc_rank")
     volume = _num(q, "volume_24h")
     price = _num(q, "price")
@@ -430,20 +464,21 @@ def _cmc_row(item: dict[str, Any], lang: str) -> str:
         f'<div class="{_h(5)} kZmLVm"><p class="{_h(6)} coin-item-name" font-weight="semibold" color="text" '
         f'font-size="1">{name}</p><div class="{_h(7)} bvlZaK"><p class="{_h(6)} coin-item-symbol" '
         f'color="text3" font-size="1">{escape(symbol)}</p></div></div></div></a></div></td>',
-        f'<td style="text-align:end"><div class="{_h(8)} fCzAyk"><span>{escape(cmc_price(price, lang))}'
-        f'</span></div></td>',
-        f'<td style="text-align:end">{_cmc_change(_num(q, "percent_change_1h"), lang)}</td>',
-        f'<td style="text-align:end">{_cmc_change(_num(q, "percent_change_24h"), lang)}</td>',
-        f'<td style="text-align:end">{_cmc_change(_num(q, "percent_change_7d"), lang)}</td>',
+        f'<td style="text-align:end"><div class="{_h(8)} fCzAyk"><span>'
+        f'{escape(_shown(q, "price", lambda v: cmc_price(v, lang, currency)))}</span></div></td>',
+        f'<td style="text-align:end">{_cmc_change(q, "percent_change_1h", lang)}</td>',
+        f'<td style="text-align:end">{_cmc_change(q, "percent_change_24h", lang)}</td>',
+        f'<td style="text-align:end">{_cmc_change(q, "percent_change_7d", lang)}</td>',
         f'<td style="text-align:end"><p class="{_h(9)} hUmgCF" color="text" font-size="1">'
         f'<span class="{_h(10)} ieFnWP" data-nosnippet="true">'
-        f'{escape(cmc_compact(_num(q, "market_cap"), lang))}</span>'
+        f'{escape(_shown(q, "market_cap", lambda v: cmc_compact(v, lang, currency)))}</span>'
         f'<span class="{_h(10)} kRPDpw" data-nosnippet="true">'
-        f'{escape(cmc_price_full(_num(q, "market_cap"), lang))}</span></p></td>',
+        f'{escape(_shown(q, "market_cap", lambda v: cmc_amount(v, lang, currency)))}</span></p></td>',
         f'<td style="text-align:end"><div class="{_h(11)} hKeXhG"><a href="{_attr(href)}#markets" '
         f'class="cmc-link"><p class="{_h(2)} font_weight_500" color="text" font-size="1" '
         f'data-nosnippet="true">'
-        f'{escape(cmc_price_full(volume, lang))}</p></a><div data-nosnippet="true"><p class="{_h(2)} fzHqUE" '
+        f'{escape(_shown(q, "volume_24h", lambda v: cmc_amount(v, lang, currency)))}</p></a>'
+        f'<div data-nosnippet="true"><p class="{_h(2)} fzHqUE" '
         f'color="text3" font-size="0">{escape(cmc_count(coins_traded, symbol, lang))}</p></div></div></td>',
         f'<td style="text-align:end"><div class="{_h(12)} kHWeFS"><div class="{_h(13)} cTVRyc">'
         f'<p class="{_h(2)} hhmVNu" color="text" font-size="1" data-nosnippet="true">'
@@ -459,17 +494,10 @@ def _cmc_row(item: dict[str, Any], lang: str) -> str:
     return f'<tr style="cursor:pointer">\n{chr(10).join(cells)}\n</tr>'
 
 
-def cmc_price_full(value: float | None, lang: str = "en") -> str:
-    """Market cap and volume in full, as the wide layout prints them: ``$1,323,456,789,012``."""
-    if value is None:
-        return "--"
-    return _money(_fixed(value, 0, lang), lang)
-
-
 def _cmc_lazy_row(item: dict[str, Any], lang: str) -> str:
     """Rows past the tenth: the browser fills them in; the server sends name, symbol and price only."""
     href, _ = _cmc_name_cell(item, lang)
-    _, q = _cmc_quote(item)
+    currency, q = _cmc_quote(item)
     rank = item.get("cmc_rank")
     return (
         f'<tr class="{_h(19)} bXSHqn"><td><span class="{_h(1)} icon-Star"></span></td>'
@@ -477,7 +505,7 @@ def _cmc_lazy_row(item: dict[str, Any], lang: str) -> str:
         f'<td><a href="{_attr(href)}" class="cmc-link"><span class="circle"></span>'
         f'<span>{escape(str(item.get("name") or ""))}</span><span class="crypto-symbol">'
         f'{escape(str(item.get("symbol") or ""))}</span></a></td>'
-        f'<td><span>{escape(cmc_price(_num(q, "price"), lang))}</span></td>'
+        f'<td><span>{escape(_shown(q, "price", lambda v: cmc_price(v, lang, currency)))}</span></td>'
         f'<td colspan="8"></td></tr>'
     )
 

@@ -24,12 +24,18 @@ The page, as served in 2024-2025 (class names trimmed; they are Tailwind utiliti
         <tr><td colspan="13"> ...advertisement... </td></tr>
 
 French pages (``/fr?page=N``, ``<html lang="fr">``, links ``/fr/coins/<slug>``) print ``67 187,34 $``
-(U+202F between groups), ``1,6 %``, and head the columns "#", "Monnaie", "Cours" (or "Prix"), "1 h",
-"24 h", "7 j", "Volume sur 24 h", "Capitalisation boursière".
+or ``67 187,34 €`` (U+202F between groups), ``1,6 %``, and head the columns "#", "Monnaie", "Cours" (or
+"Prix"), "1 h", "24 h", "7 j", "Volume sur 24 h", "Capitalisation boursière".
 
 Columns are found by header text (see :mod:`cryptoviz.sources.selectors`), with the usual positions as a
 fallback. Tiny prices are printed ``$0.0₅1234`` (or ``$0.0<sub>5</sub>1234``); changes print the magnitude
-and show the sign with a caret. No 1h/24h/7d value, volume or market cap: "-" -> ``None``.
+and show the sign with a caret. No 1h/24h/7d value, volume or market cap: "-" -> ``None``. A page whose
+currency sign is not the asked currency (``€`` when ``usd`` was asked) is refused rather than mislabelled.
+
+Rows: no coin link (advertisement, skeleton) -> skipped; a coin link but no numbers (placeholder) ->
+skipped; a cell missing or unreadable -> a ``Rejection`` (reasons ``missing_cell``, ``unparseable``,
+``missing``) and the other rows kept. No table -> ``TerminalSourceError``; a Cloudflare page ->
+``TransientSourceError``; a table without coin rows -> ``TerminalSourceError``, never an empty success.
 """
 
 from __future__ import annotations
@@ -306,6 +312,28 @@ def coin_row_count(body: bytes, currency: str = "usd") -> int:
 # --- I/O -----------------------------------------------------------------------------------------------
 
 
+class _PastTheEnd(Exception):
+    """A page past the last one (HTTP 404 after page 1): the list is over."""
+
+
+def _checked_body(source: str, url: str, page: int, response: httpx.Response) -> bytes:
+    """The body of a usable answer; raises for block pages and error statuses."""
+    status = response.status_code
+    body = response.content
+    if 200 <= status < 300:
+        return body
+    blocked = sel.blocked_reason(body)
+    if blocked is not None:
+        raise TransientSourceError(source, f"{blocked} (HTTP {status})", status=status)
+    if status == 404 and page > 1:
+        raise _PastTheEnd
+    if status in (403, 429):
+        raise TransientSourceError(source, f"{url} answered HTTP {status}: the site refuses the request "
+                                           "(blocked as a bot?) - retry later, at a lower rate", status=status)
+    raise TerminalSourceError(source, f"{url} answered HTTP {status} - check the base URL setting "
+                                      f"of {source}", status=status)
+
+
 def fetch_pages(
     http: HttpGetter, source: str, url_of: Callable[[int], str], pages: int | None,
     row_count: Callable[[bytes], int], clock: Callable[[], datetime],
@@ -313,21 +341,22 @@ def fetch_pages(
     """GET pages 1..``pages`` (``None``: until a page has no coin rows or answers 404).
 
     The first page failing fails the source; a later page failing keeps the pages already had and logs it.
+    A 404 after page 1 ends the list quietly (the site lists fewer coins than asked for).
     """
     out: list[RawPage] = []
     last = pages if pages is not None else MAX_PAGES
     for page in range(1, last + 1):
         url = url_of(page)
         try:
-            response = http.get(source, url, headers=dict(BROWSER_HEADERS))
-            body = response.content
+            body = _checked_body(source, url, page, http.get(source, url, headers=dict(BROWSER_HEADERS)))
             if pages is None and row_count(body) == 0:
                 break
+        except _PastTheEnd:
+            logger.info("%s: page %d answered 404: the list ends at page %d", source, page, page - 1)
+            break
         except SourceError as exc:
             if not out:
                 raise
-            if pages is None and exc.status == 404:
-                break
             logger.warning("%s: page %d failed (%s); keeping pages 1-%d", source, page, exc, page - 1)
             break
         out.append(RawPage(source=source, body=body, extension="html", fetched_at=clock(), url=url))

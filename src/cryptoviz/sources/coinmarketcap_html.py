@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +44,14 @@ from cryptoviz.errors import ParseError, TerminalSourceError
 from cryptoviz.models import ParseResult, Rejection, SourceQuote
 from cryptoviz.sources import selectors as sel
 from cryptoviz.sources.base import RawPage
+from cryptoviz.sources.coingecko import (
+    ItemRejected,
+    read_integer,
+    read_number,
+    read_optional_text,
+    read_text,
+    read_timestamp,
+)
 from cryptoviz.sources.coingecko_html import (
     HttpGetter,
     RowError,
@@ -62,14 +69,6 @@ logger = logging.getLogger(__name__)
 
 SOURCE = "coinmarketcap-html"
 _MAX_DEPTH = 64
-
-
-class _ItemError(Exception):
-    def __init__(self, field: str, reason: str, detail: str = "") -> None:
-        super().__init__(detail)
-        self.field = field
-        self.reason = reason
-        self.detail = detail
 
 
 def page_url(base_url: str, page: int, lang: str = "en") -> str:
@@ -123,87 +122,74 @@ def _next_data(soup: BeautifulSoup) -> tuple[bool, list[Any] | None]:
     return True, max(lists, key=len)
 
 
-def _num(obj: dict[str, Any], key: str) -> float | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _ItemError(key, "invalid_value", f"expected a number, got {value!r:.60}")
-    f = float(value)
-    if not math.isfinite(f):
-        raise _ItemError(key, "invalid_value", f"not a finite number: {value!r}")
-    return f
-
-
-def _text(obj: dict[str, Any], key: str) -> str:
-    value = obj.get(key)
+def _source_id(item: dict[str, Any]) -> str:
+    value = item.get("id")
     if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or not value.strip():
-        raise _ItemError(key, "missing_field", f"{key!r} is missing or empty")
-    return value.strip()
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    if value is None:
+        raise ItemRejected("id", "missing_field")
+    raise ItemRejected("id", "not_an_integer", f"got {type(value).__name__} {value!r:.40}")
 
 
-def _time(*candidates: Any) -> datetime | None:
-    for value in candidates:
-        if not isinstance(value, str):
-            continue
-        try:
-            parsed = datetime.fromisoformat(value.strip())
-        except ValueError:
-            continue
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return None
+def _currency_quote(item: dict[str, Any], key: str) -> dict[str, Any]:
+    quotes = item.get("quotes")
+    if quotes is None:
+        raise ItemRejected("quotes", "missing_field")
+    if not isinstance(quotes, list):
+        raise ItemRejected("quotes", "not_a_list", f"got {type(quotes).__name__}")
+    for quote in quotes:
+        if isinstance(quote, dict) and str(quote.get("name", "")).upper() == key:
+            return quote
+    found = ", ".join(str(q.get("name")) for q in quotes if isinstance(q, dict)) or "none"
+    raise ItemRejected(f"quotes.{key}", "missing_field", f"no {key} quote (found: {found})")
 
 
 def _label(item: Any, index: int) -> str:
     if isinstance(item, dict):
-        for key in ("slug", "name", "symbol", "id"):
+        for key in ("slug", "id"):
             value = item.get(key)
             if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
                 return str(value).strip()
-    return f"item[{index}]"
+    return f"item {index}"
 
 
 def _json_quote(item: Any, collected_at: datetime, currency: str) -> SourceQuote:
     if not isinstance(item, dict):
-        raise _ItemError("item", "invalid_value", f"expected an object, got {type(item).__name__}")
-    source_id = _text(item, "id")
-    name = _text(item, "name")
-    symbol = _text(item, "symbol")
-    slug = item.get("slug") if isinstance(item.get("slug"), str) and item["slug"].strip() else None
-    rank_value = item.get("cmcRank")
-    if rank_value is not None and (isinstance(rank_value, bool) or not isinstance(rank_value, int)):
-        raise _ItemError("cmcRank", "invalid_value", f"expected a whole number, got {rank_value!r:.60}")
-    quotes = item.get("quotes")
-    if not isinstance(quotes, list):
-        raise _ItemError("quotes", "missing_quote", "no quotes list")
-    wanted = currency.upper()
-    quote = next((q for q in quotes
-                  if isinstance(q, dict) and str(q.get("name", "")).upper() == wanted), None)
-    if quote is None:
-        shown = ", ".join(str(q.get("name")) for q in quotes if isinstance(q, dict)) or "none"
-        raise _ItemError("quotes", "missing_quote", f"no {wanted} quote (found: {shown})")
+        raise ItemRejected("item", "not_an_object", f"got {type(item).__name__}")
+    key = currency.upper()
+    source_id = _source_id(item)
+    quote = _currency_quote(item, key)
+    prefix = f"quotes.{key}."
+    # The quote's own time is when its price was computed; the item's is a fallback.
+    last_updated = read_timestamp(quote, "lastUpdated", prefix) or read_timestamp(item, "lastUpdated")
     return SourceQuote(
-        source=SOURCE, source_id=source_id, symbol=symbol.upper(), name=name,
-        slug=slug.strip() if slug else None, rank=rank_value,
-        price=_num(quote, "price"), market_cap=_num(quote, "marketCap"), volume_24h=_num(quote, "volume24h"),
-        change_1h=_num(quote, "percentChange1h"), change_24h=_num(quote, "percentChange24h"),
-        change_7d=_num(quote, "percentChange7d"),
-        circulating_supply=_num(item, "circulatingSupply"), total_supply=_num(item, "totalSupply"),
-        max_supply=_num(item, "maxSupply"),
-        last_updated=_time(quote.get("lastUpdated"), item.get("lastUpdated")),
-        collected_at=collected_at, currency=currency,
+        source=SOURCE, source_id=source_id, symbol=read_text(item, "symbol").upper(),
+        name=read_text(item, "name"), slug=read_optional_text(item, "slug"),
+        rank=read_integer(item, "cmcRank"),
+        price=read_number(quote, "price", prefix), market_cap=read_number(quote, "marketCap", prefix),
+        volume_24h=read_number(quote, "volume24h", prefix),
+        change_1h=read_number(quote, "percentChange1h", prefix),
+        change_24h=read_number(quote, "percentChange24h", prefix),
+        change_7d=read_number(quote, "percentChange7d", prefix),
+        circulating_supply=read_number(item, "circulatingSupply"),
+        total_supply=read_number(item, "totalSupply"), max_supply=read_number(item, "maxSupply"),
+        last_updated=last_updated, collected_at=collected_at, currency=currency,
     )
 
 
 def parse_items(items: list[Any], collected_at: datetime, currency: str) -> ParseResult:
-    """The ``cryptoCurrencyList`` items -> quotes; an unreadable item -> a :class:`Rejection`."""
+    """The ``cryptoCurrencyList`` items -> quotes; an unreadable item -> a :class:`Rejection`.
+
+    Fields are read like the API parsers read theirs (same reasons: ``missing_field``, ``not_a_number``,
+    ``not_an_integer``, ``not_a_string``, ``not_an_object``, ``bad_timestamp``).
+    """
     result = ParseResult()
     for index, item in enumerate(items):
         try:
             result.quotes.append(_json_quote(item, collected_at, currency))
-        except _ItemError as exc:
+        except ItemRejected as exc:
             result.rejected.append(Rejection(SOURCE, _label(item, index), exc.field, exc.reason, exc.detail))
     return result
 

@@ -138,8 +138,11 @@ class SnapshotWriter:
         return {
             "currencies": upsert_currencies,
             "currency_data": upsert_current,
-            "history": _insert(currency_data_history, d).on_conflict_do_nothing(),
-            "source_quotes": _insert(source_quotes, d).on_conflict_do_nothing(),
+            # RETURNING counts the rows really inserted (rowcount is not reliable on every driver).
+            "history": _insert(currency_data_history, d).on_conflict_do_nothing()
+            .returning(currency_data_history.c.currency_id),
+            "source_quotes": _insert(source_quotes, d).on_conflict_do_nothing()
+            .returning(source_quotes.c.currency_id),
         }
 
     def write(self, snapshots: Sequence[CoinSnapshot]) -> WriteResult:
@@ -154,7 +157,7 @@ class SnapshotWriter:
                     for chunk in _chunks(rows[table]):
                         result = conn.execute(self._statements[table].values(chunk))
                         if table in inserted:
-                            inserted[table] += max(result.rowcount, 0)
+                            inserted[table] += len(result.all())
         except sa.exc.DBAPIError as exc:
             raise StoreError(
                 f"writing {len(snapshots)} snapshots to {redact(str(self.engine.url))} failed: "
