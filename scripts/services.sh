@@ -341,7 +341,7 @@ kafka_start() {
     kafka_write_config
     kafka_format
     log "kafka: starting Apache Kafka $(cat "$K_DIR/VERSION" 2>/dev/null || echo '?') on $HOST:$KAFKA_PORT"
-    nohup java -Xms256m -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+    setsid nohup java -Xms256m -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
         -Dkafka.logs.dir="$K_LOGS" -Dlog4j2.configurationFile="$K_DIR/log4j2.properties" \
         -cp "$K_LIB/*" kafka.Kafka "$K_CONF" >>"$K_OUT" 2>&1 </dev/null 9>&- &
     pid=$!

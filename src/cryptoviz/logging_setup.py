@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from rich.console import Console
 from rich.logging import RichHandler
 
 from cryptoviz.config import Settings
@@ -45,7 +47,13 @@ def configure_logging(settings: Settings, *, log_file: Path | None = None, quiet
         handler.close()
     root.setLevel(settings.log_level)
     mask = SecretMask(secrets_of(settings))
-    console = RichHandler(show_path=False, rich_tracebacks=False, markup=False, log_time_format="[%X]")
+    console: logging.Handler
+    if sys.stderr.isatty():
+        console = RichHandler(show_path=False, rich_tracebacks=False, markup=False, log_time_format="[%X]",
+                              console=Console(stderr=True))
+    else:  # pipes and files get plain, unwrapped lines
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter(LOG_FORMAT))
     console.setLevel(logging.WARNING if quiet else settings.log_level)
     console.addFilter(mask)
     root.addHandler(console)
@@ -61,6 +69,6 @@ def configure_logging(settings: Settings, *, log_file: Path | None = None, quiet
     file_handler.addFilter(mask)
     root.addHandler(file_handler)
     # Library chatter (httpx request lines) stays out of the console unless debugging.
-    for noisy in ("httpx", "httpcore", "alembic.runtime.migration"):
+    for noisy in ("httpx", "httpcore", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     return path

@@ -27,9 +27,10 @@ Consensus, per coin
       ``|p - median| > max(3.5 * 1.4826 * MAD, disagreement_tolerance * median)``; the relative floor
       keeps a 3-source MAD (which can be 0 or tiny) from dropping prices that agree within tolerance.
     * Relative spread of a set of prices = ``(max - min) / max``, in [0, 1).
-    * Exactly 2 fresh quotes whose spread exceeds ``disagreement_tolerance``: if ``previous[coin_id]``
-      is known, the price farther from it (absolute distance) is dropped ("disagreement"); on a tie or
-      without a previous price both are kept. Confidence is lowered either way (see below).
+    * Exactly 2 candidates (fresh, not outliers) whose spread exceeds ``disagreement_tolerance``: if
+      ``previous[coin_id]`` is known, the price farther from it (absolute distance) is dropped
+      ("disagreement"); on a tie or without a previous price both are kept. Confidence is lowered
+      either way (see below).
     * price, market_cap, volume_24h: weighted median over the used quotes that have the field, weight =
       trust x freshness, freshness = ``max(0.05, 1 - age / max_staleness)`` (1 for a future time).
       When the cumulative weight hits exactly half, the midpoint of the two middle values is taken.
@@ -54,9 +55,11 @@ A coin whose quotes are all stale yields no snapshot. Quote ages are measured ag
 
 from __future__ import annotations
 
+import gc
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -155,12 +158,42 @@ def reconcile(
     ``trust``: source name -> weight in [0, 1] (mapping or callable); ``max_staleness`` in seconds;
     ``previous``: coin_id -> previous consensus price, used to settle a two-source disagreement.
     Quotes without a positive finite price are skipped (validation rejects them earlier).
+    The cyclic garbage collector is paused while it runs (see ``_gc_paused``).
     """
     if not max_staleness > 0:
         raise ValueError(f"max_staleness must be > 0 seconds, got {max_staleness!r}")
     if not disagreement_tolerance >= 0:
         raise ValueError(f"disagreement_tolerance must be >= 0, got {disagreement_tolerance!r}")
-    lookup = _trust_lookup(trust)
+    with _gc_paused():
+        return _reconcile(quotes, observed_at, _trust_lookup(trust), max_staleness, disagreement_tolerance,
+                          previous)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector (reference counting still frees everything).
+
+    Reconciling creates ~4 container objects per quote and no reference cycles; left on, the
+    collector walks the young objects hundreds of times per call and, as they pile up, triggers a
+    full collection that walks the whole process heap (a quarter of the run time at 30,000 quotes).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _reconcile(
+    quotes: Sequence[SourceQuote],
+    observed_at: datetime,
+    lookup: Callable[[str], float],
+    max_staleness: float,
+    disagreement_tolerance: float,
+    previous: Mapping[str, float] | None,
+) -> list[CoinSnapshot]:
     observed_ts = timestamp(observed_at)
 
     # 1. One quote per (currency, source, source_id): the newest.
@@ -413,8 +446,11 @@ def _snapshot(
         if not fresh:
             return None
 
+    lo, hi = _price_range(fresh)
     candidates = fresh
-    if len(fresh) >= 3:
+    # No price can be an outlier when the whole range is within tolerance of the lowest price
+    # (|p - median| <= hi - lo <= tol * lo <= tol * median): skip the MAD in the usual case.
+    if len(fresh) >= 3 and hi - lo > tol * lo:
         ordered = sorted([c[4] for c in fresh])
         median = _median(ordered)
         mad = _median(sorted([abs(p - median) for p in ordered]))
@@ -425,18 +461,12 @@ def _snapshot(
                 dropped[c[0]] = OUTLIER
             else:
                 candidates.append(c)
+        lo, hi = _price_range(candidates)
 
     used = candidates
     if len(candidates) == 1:
         confidence = candidates[0][2]
     else:
-        lo = hi = candidates[0][4]
-        for c in candidates:
-            p = c[4]
-            if p < lo:
-                lo = p
-            elif p > hi:
-                hi = p
         spread = (hi - lo) / hi
         if len(candidates) == 2 and spread > tol and previous:
             prev = previous.get(coin.coin_id)
@@ -514,6 +544,17 @@ def _snapshot(
         change_1h, change_24h, change_7d, circulating, total, maximum,
         confidence, observed_at, top.currency, coin.coingecko_id, coin.coinmarketcap_id, sources,
     )
+
+
+def _price_range(rows: list[_Row]) -> tuple[float, float]:
+    lo = hi = rows[0][4]
+    for r in rows:
+        p = r[4]
+        if p < lo:
+            lo = p
+        elif p > hi:
+            hi = p
+    return lo, hi
 
 
 def _confidence(used: list[_Row], spread: float, tol: float) -> float:

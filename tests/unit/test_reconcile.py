@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -221,6 +222,25 @@ def test_newest_duplicate_wins_and_missing_price_is_skipped() -> None:
 def test_max_staleness_must_be_positive(bad: float) -> None:
     with pytest.raises(ValueError, match="max_staleness"):
         reconcile([], observed_at=NOW, trust=TRUST, max_staleness=bad)
+
+
+def test_negative_tolerance_is_refused() -> None:
+    with pytest.raises(ValueError, match="disagreement_tolerance"):
+        reconcile([], observed_at=NOW, trust=TRUST, max_staleness=1.0, disagreement_tolerance=-0.1)
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["gc-on", "gc-off"])
+def test_garbage_collector_state_is_restored(enabled: bool) -> None:
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        run([cg(100.0), cmc(101.0)])
+        assert gc.isenabled() is enabled
+        with pytest.raises(ValueError, match="could not convert"):
+            run([cg(100.0)], trust=lambda source: "high")
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()
 
 
 # --- identity ---------------------------------------------------------------------------------

@@ -30,6 +30,9 @@ def _run(url: str, action: str, revision: str) -> None:
     engine = make_engine(url)
     try:
         with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Several processes may start at once (two consumers): one migrates, the others wait.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(427091)"))
             cfg.attributes["connection"] = conn
             if action == "upgrade":
                 command.upgrade(cfg, revision)

@@ -1,0 +1,287 @@
+"""Delivery guarantees against the real broker and database, with `cryptoviz` processes.
+
+At-least-once delivery + idempotent writes = every snapshot stored exactly once, whatever is killed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+import sqlalchemy as sa
+from confluent_kafka import Consumer as RawConsumer
+from confluent_kafka import Producer, TopicPartition
+
+from cryptoviz.bus.kafka import KafkaPublisher, consumer_lag, dlq_topic_of, list_dlq
+from cryptoviz.models import CoinSnapshot, SourceValue, encode_snapshot
+from cryptoviz.simulator import start_simulator
+from cryptoviz.store import migrate
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+COINS = 300
+MINUTES = 20  # 300 coins x 20 observations = 6,000 snapshots
+
+
+def make_snapshot(coin: int, minute: int) -> CoinSnapshot:
+    at = T0 + timedelta(minutes=minute)
+    price = 100.0 + coin + minute / 100
+    return CoinSnapshot(
+        coin_id=f"coin-{coin:04d}", symbol=f"C{coin}", name=f"Coin {coin}", slug=f"coin-{coin:04d}",
+        rank=coin + 1, price=price, market_cap=price * 1e6, volume_24h=1e5, change_1h=None, change_24h=None,
+        change_7d=None, circulating_supply=1e6, total_supply=None, max_supply=None, confidence=0.8,
+        observed_at=at, currency="usd", coingecko_id=f"coin-{coin:04d}",
+        sources=(SourceValue("coingecko", f"coin-{coin:04d}", price, price * 1e6, 1e5, at),),
+    )
+
+
+def stream() -> list[CoinSnapshot]:
+    return [make_snapshot(c, m) for m in range(MINUTES) for c in range(COINS)]
+
+
+class SteadyPublisher(threading.Thread):
+    """Publishes ``snapshots`` at about ``rate`` per second, like a collector under load."""
+
+    def __init__(self, bootstrap: str, topic: str, snapshots: list[CoinSnapshot], rate: float) -> None:
+        super().__init__(daemon=True)
+        self.publisher = KafkaPublisher(bootstrap, topic)
+        self.snapshots, self.rate = snapshots, rate
+
+    def run(self) -> None:
+        chunk = max(1, int(self.rate / 10))
+        for start in range(0, len(self.snapshots), chunk):
+            self.publisher.publish(self.snapshots[start:start + chunk])
+            time.sleep(0.1)
+        assert self.publisher.flush(60) == 0
+
+
+def cli_env(database_url: str, bootstrap: str, topic: str, group: str, logs: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRYPTOVIZ_")}
+    env.update({"CRYPTOVIZ_DATABASE_URL": database_url, "CRYPTOVIZ_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "CRYPTOVIZ_KAFKA_TOPIC": topic, "CRYPTOVIZ_KAFKA_GROUP": group,
+                "CRYPTOVIZ_LOG_DIR": str(logs), "CRYPTOVIZ_BATCH_SIZE": "200", "CRYPTOVIZ_BATCH_TIMEOUT": "0.5"})
+    return env
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", "cryptoviz", *args], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, cwd=log.parent)
+
+
+def history(url: str) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT count(*) FROM currency_data_history")).scalar_one())
+    except sa.exc.OperationalError:
+        return -1
+    finally:
+        engine.dispose()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def assert_exactly_once_and_latest(url: str, expected: int) -> None:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows, distinct = conn.execute(sa.text(
+            "SELECT count(*), count(DISTINCT (currency_id, observed_at)) FROM currency_data_history")).one()
+        current = dict(conn.execute(sa.text("SELECT currency_id, price FROM currency_data")).all())
+    engine.dispose()
+    assert (rows, distinct) == (expected, expected)
+    assert len(current) == COINS
+    last = {s.coin_id: s.price for s in (make_snapshot(c, MINUTES - 1) for c in range(COINS))}
+    assert current == last
+
+
+def committed_total(bootstrap: str, topic: str, group: str) -> int:
+    consumer = RawConsumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        parts = [TopicPartition(topic, p) for p in range(6)]
+        return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
+    finally:
+        consumer.close()
+
+
+def test_kill_9_the_consumer_mid_stream_then_restart(kafka_bootstrap: str, kafka_topic: str, kafka_group: str,
+                                                     pg_database: str, tmp_path: Path) -> None:
+    migrate.upgrade(pg_database)
+    env = cli_env(pg_database, kafka_bootstrap, kafka_topic, kafka_group, tmp_path)
+    snapshots = stream()
+    producer = SteadyPublisher(kafka_bootstrap, kafka_topic, snapshots, rate=1000)
+    first = start(["consume"], env, tmp_path / "consume-1.log")
+    producer.start()
+    wait_for(lambda: history(pg_database) >= 1500, 90, "the consumer to store 1,500 rows")
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    stored_at_kill = history(pg_database)
+    assert stored_at_kill < len(snapshots), "the kill came too late to be mid-stream"
+    second = start(["consume"], env, tmp_path / "consume-2.log")
+    try:
+        producer.join(60)
+        wait_for(lambda: history(pg_database) == len(snapshots), 120, "every snapshot stored")
+        time.sleep(2)  # anything duplicated would show up now
+        assert_exactly_once_and_latest(pg_database, len(snapshots))
+        wait_for(lambda: sum(consumer_lag(kafka_bootstrap, kafka_topic, kafka_group).values()) == 0, 30,
+                 "offsets committed up to the end")
+    finally:
+        stop(second)
+
+
+def services(command: str) -> None:
+    subprocess.run(["bash", str(ROOT / "scripts" / "services.sh"), command], check=True, cwd=ROOT, timeout=120)
+
+
+def test_postgres_down_for_10_seconds_loses_nothing(kafka_bootstrap: str, kafka_topic: str, kafka_group: str,
+                                                    pg_database: str, tmp_path: Path) -> None:
+    migrate.upgrade(pg_database)
+    env = cli_env(pg_database, kafka_bootstrap, kafka_topic, kafka_group, tmp_path)
+    snapshots = stream()
+    producer = SteadyPublisher(kafka_bootstrap, kafka_topic, snapshots, rate=400)  # about 15 s of stream
+    consumer = start(["consume"], env, tmp_path / "consume.log")
+    try:
+        producer.start()
+        wait_for(lambda: history(pg_database) >= 600, 90, "the consumer to store 600 rows")
+        services("pg-stop")
+        try:
+            time.sleep(2)
+            committed_during = committed_total(kafka_bootstrap, kafka_topic, kafka_group)
+            time.sleep(8)
+            # Nothing is acknowledged while the database cannot take the rows.
+            assert committed_total(kafka_bootstrap, kafka_topic, kafka_group) == committed_during
+            assert consumer.poll() is None, "the consumer died instead of retrying"
+        finally:
+            services("pg-start")
+        producer.join(60)
+        wait_for(lambda: history(pg_database) == len(snapshots), 120, "the consumer to resume by itself")
+        assert_exactly_once_and_latest(pg_database, len(snapshots))
+        assert consumer.poll() is None
+    finally:
+        stop(consumer)
+    log = (tmp_path / "consume.log").read_text()
+    assert "retrying in" in log
+
+
+def test_poison_messages_go_to_the_dlq_and_the_stream_goes_on(kafka_bootstrap: str, kafka_topic: str,
+                                                              kafka_group: str, pg_database: str,
+                                                              tmp_path: Path) -> None:
+    migrate.upgrade(pg_database)
+    good = [make_snapshot(c, 0) for c in range(50)]
+    negative = orjson.loads(encode_snapshot(make_snapshot(999, 0)))
+    negative["snapshot"]["price"] = -1.0
+    wrong_version = {**orjson.loads(encode_snapshot(make_snapshot(998, 0))), "schema_version": 42}
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for key, value in ((b"bad-json", b"{not json"), (b"coin-0999", orjson.dumps(negative)),
+                       (b"coin-0998", orjson.dumps(wrong_version))):
+        producer.produce(kafka_topic, key=key, value=value, partition=0)
+    for s in good:
+        producer.produce(kafka_topic, key=s.coin_id.encode(), value=encode_snapshot(s), partition=0)
+    assert producer.flush(30) == 0
+
+    env = cli_env(pg_database, kafka_bootstrap, kafka_topic, kafka_group, tmp_path)
+    consumer = start(["consume"], env, tmp_path / "consume.log")
+    try:
+        wait_for(lambda: history(pg_database) == 50, 60, "the valid messages after the poison")
+    finally:
+        stop(consumer)
+    letters = list_dlq(kafka_bootstrap, dlq_topic_of(kafka_topic))
+    reasons = {d.key: d.error for d in letters}
+    assert len(letters) == 3
+    assert "invalid JSON" in reasons["bad-json"]
+    assert "price" in reasons["coin-0999"]
+    assert "schema_version 42" in reasons["coin-0998"]
+    assert {d.original_topic for d in letters} == {kafka_topic}
+    assert sorted(d.original_offset for d in letters) == [0, 1, 2]
+    listing = subprocess.run([sys.executable, "-m", "cryptoviz", "dlq", "list"], env={**env, "COLUMNS": "200"},
+                             capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path)
+    assert "3 message(s)" in listing.stdout
+    assert "invalid JSON" in listing.stdout
+
+
+def test_collector_and_two_consumers_in_separate_processes(kafka_bootstrap: str, kafka_topic: str,
+                                                           kafka_group: str, pg_database: str,
+                                                           tmp_path: Path) -> None:
+    env = cli_env(pg_database, kafka_bootstrap, kafka_topic, kafka_group, tmp_path)
+    subprocess.run([sys.executable, "-m", "cryptoviz", "db", "upgrade"], env=env, check=True, timeout=120,
+                   cwd=tmp_path, capture_output=True)
+    consumers = [start(["consume"], env, tmp_path / f"consume-{i}.log") for i in (1, 2)]
+    try:
+        time.sleep(6)  # both join the group before the first message
+        with start_simulator(port=0, faults="none", seed=3, n_coins=150) as sim:
+            collect_env = {**env, **{f"CRYPTOVIZ_{k.upper()}": v for k, v in sim.settings_overrides().items()},
+                           "CRYPTOVIZ_TOP_N": "150"}
+            collector = subprocess.run(
+                [sys.executable, "-m", "cryptoviz", "collect", "--duration", "10", "--interval", "3"],
+                env=collect_env, capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False)
+        assert collector.returncode == 0, collector.stderr[-2000:]
+        engine = sa.create_engine(pg_database)
+        with engine.connect() as conn:
+            published = int(conn.execute(sa.text("SELECT sum(published) FROM pipeline_runs")).scalar_one())
+        engine.dispose()
+        assert published >= 3 * 150
+        wait_for(lambda: history(pg_database) == published, 60, "every published snapshot stored")
+        time.sleep(2)
+        assert history(pg_database) == published
+    finally:
+        for proc in consumers:
+            stop(proc)
+    stored = []
+    for i in (1, 2):
+        log = (tmp_path / f"consume-{i}.log").read_text()
+        line = [x for x in log.splitlines() if "snapshots stored" in x][-1]
+        stored.append(int(line.split("consumer stopped:")[1].split()[0]))
+    assert all(n > 0 for n in stored), stored  # both consumers had partitions
+    assert sum(stored) >= published
+
+
+def test_demo_through_kafka_into_postgres(kafka_bootstrap: str, kafka_admin: object, pg_database: str,
+                                          tmp_path: Path, drop_topics: Callable[[list[str]], None]) -> None:
+    topic = f"test-demo-{os.getpid()}-{int(time.time())}"
+    env = cli_env(pg_database, kafka_bootstrap, topic, "g-" + topic, tmp_path)
+    result = subprocess.run([sys.executable, "-m", "cryptoviz", "demo", "--duration", "16", "--interval", "4",
+                             "--database-url", pg_database], env=env, capture_output=True, text=True,
+                            timeout=180, cwd=tmp_path, check=False)
+    try:
+        assert result.returncode == 0, result.stderr[-3000:]
+        engine = sa.create_engine(pg_database)
+        with engine.connect() as conn:
+            coins = conn.execute(sa.text("SELECT count(*) FROM currencies")).scalar_one()
+            min_rows = conn.execute(sa.text("SELECT min(n) FROM (SELECT count(*) AS n FROM currency_data_history "
+                                            "GROUP BY currency_id) t")).scalar_one()
+        engine.dispose()
+        assert coins >= 100
+        assert min_rows >= 2
+        topics = kafka_admin.list_topics(timeout=10).topics  # type: ignore[attr-defined]
+        assert f"{topic}_demo" in topics  # the demo's own topic...
+        assert topic not in topics  # ...never the production one
+    finally:
+        drop_topics([f"{topic}_demo", dlq_topic_of(f"{topic}_demo")])
