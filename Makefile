@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help install migrate run demo test unit lint services-up services-down services-status clean
+.PHONY: help install migrate run demo test unit lint bench fuzz audit browser services-up services-down services-status clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -37,8 +37,21 @@ services-down: ## Stop the local Kafka and PostgreSQL
 services-status: ## Show whether the local services run
 	bash scripts/services.sh status
 
-test: install services-up ## Start the services and run every test (unit, integration, e2e)
+browser: ## Install headless Chromium for the browser test (Debian packages)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
+test: install services-up browser ## Start the services and run every test (unit, integration, e2e, faults)
 	set -a && . .services/env && set +a && $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install services-up ## Benchmarks against real Kafka and PostgreSQL (writes benchmarks/results.json)
+	set -a && . .services/env && set +a && $(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+fuzz: install ## Longer property-based fuzzing of every parser
+	CRYPTOVIZ_FUZZ_EXAMPLES=50000 $(BIN)/python -m pytest -m fuzz $(PYTEST_ARGS)
+
+audit: install ## Known vulnerabilities in the installed dependencies (pip-audit)
+	$(BIN)/pip-audit --skip-editable --progress-spinner off
 
 unit: install ## Only the tests that need no service
 	$(BIN)/python -m pytest -m "not integration and not faults" $(PYTEST_ARGS)

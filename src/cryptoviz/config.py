@@ -143,10 +143,12 @@ class Settings(BaseSettings):
         return self.trust.get(source, DEFAULT_TRUST.get(source, 0.5))
 
     def enabled_sources(self) -> list[str]:
-        """Sources to collect: the explicit list, or CoinGecko plus CoinMarketCap (API with a key)."""
+        """The explicit list; else CoinGecko plus CoinMarketCap's API with a key, or its pages without."""
         if self.sources:
             return list(self.sources)
-        return ["coingecko", "coinmarketcap"]
+        key = self.coinmarketcap_api_key
+        has_key = key is not None and bool(key.get_secret_value().strip())
+        return ["coingecko", "coinmarketcap" if has_key else "coinmarketcap-html"]
 
 
 def load_settings(**overrides: Any) -> Settings:

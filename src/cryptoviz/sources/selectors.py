@@ -128,7 +128,11 @@ def html_soup(body: bytes) -> BeautifulSoup | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
         warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
-        return BeautifulSoup(body, "lxml")
+        # lxml refuses NUL bytes outright; a browser ignores them, so do we.
+        try:
+            return BeautifulSoup(body.replace(b"\x00", b""), "lxml")
+        except ValueError:
+            return None
 
 
 def body_text(body: bytes) -> str:
