@@ -21,7 +21,7 @@ from cryptoviz.reconcile import reconcile
 from cryptoviz.sources.base import RawPage, Source
 from cryptoviz.sources.registry import parse_page
 from cryptoviz.store.queries import known_coin_ids, previous_prices
-from cryptoviz.store.runs import RunReport, SourceReport, record_run
+from cryptoviz.store.runs import RunReport, SourceReport, record_dead_letters, record_run
 from cryptoviz.store.writer import SnapshotWriter
 from cryptoviz.validate import validate_quotes
 
@@ -267,6 +267,7 @@ def run_writer(consumer: Consumer, writer: SnapshotWriter, stop: threading.Event
         while True:
             try:
                 writer.write(batch.snapshots)
+                record_dead_letters(writer.engine, batch.dead_letters, datetime.now(UTC))
                 break
             except StoreError as exc:
                 if stop.is_set() and not drain:

@@ -87,3 +87,15 @@ def test_names_with_sql_are_stored_verbatim(engine: sa.Engine) -> None:
     SnapshotWriter(engine).write([snapshot("evil-coin", name=evil, symbol="EVIL")])
     with engine.connect() as conn:
         assert conn.execute(sa.select(currencies.c.name)).scalar_one() == evil
+
+
+def test_dead_letters_are_recorded_once(engine: sa.Engine) -> None:
+    from cryptoviz.bus.base import DeadLetterRecord
+    from cryptoviz.store.runs import record_dead_letters
+
+    letters = [DeadLetterRecord("crypto_viz", 2, 17, "bad", "invalid JSON: unexpected character")]
+    record_dead_letters(engine, letters, T0)
+    record_dead_letters(engine, letters, T0)  # redelivered
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text('SELECT topic, partition, "offset", key, error FROM dead_letters')).all()
+    assert rows == [("crypto_viz", 2, 17, "bad", "invalid JSON: unexpected character")]

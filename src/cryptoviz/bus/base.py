@@ -10,13 +10,28 @@ from typing import Any
 from cryptoviz.models import CoinSnapshot
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    """A message the consumer could not decode or validate, and where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    error: str
+
+
 @dataclass(slots=True)
 class Batch:
     """Snapshots decoded from one poll, plus what ``commit`` needs (offsets for Kafka)."""
 
     snapshots: list[CoinSnapshot] = field(default_factory=list)
     token: Any = None
-    dead_lettered: int = 0  # messages in this batch that went to the DLQ instead
+    dead_letters: list[DeadLetterRecord] = field(default_factory=list)  # went to the DLQ instead
+
+    @property
+    def dead_lettered(self) -> int:
+        return len(self.dead_letters)
 
 
 class Publisher(ABC):

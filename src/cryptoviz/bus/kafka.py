@@ -43,7 +43,7 @@ from confluent_kafka import Consumer as _RdConsumer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from cryptoviz.bus.base import Batch, Consumer, Publisher
+from cryptoviz.bus.base import Batch, Consumer, DeadLetterRecord, Publisher
 from cryptoviz.errors import CryptoVizError, MessageError
 from cryptoviz.models import CoinSnapshot, decode_snapshot, encode_snapshot
 
@@ -357,7 +357,10 @@ class KafkaConsumer(Consumer):
                     batch.snapshots.append(decode_snapshot(msg.value()))
                 except MessageError as exc:
                     self._dead_letter(msg, topic, partition, offset, str(exc))
-                    batch.dead_lettered += 1
+                    key = msg.key()
+                    batch.dead_letters.append(DeadLetterRecord(
+                        topic, partition, offset, key.decode("utf-8", "replace") if key is not None else None,
+                        str(exc)))
                 token[(topic, partition)] = offset + 1
                 taken += 1
         if batch.dead_lettered:

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from cryptoviz.bus.base import Batch, Consumer, Publisher
+from cryptoviz.bus.base import Batch, Consumer, DeadLetterRecord, Publisher
 from cryptoviz.errors import MessageError
 from cryptoviz.models import CoinSnapshot, decode_snapshot, encode_snapshot
 
@@ -65,6 +65,7 @@ class MemoryConsumer(Consumer):
     def __init__(self, bus: MemoryBus) -> None:
         self._bus = bus
         self._drained = False
+        self._position = 0  # a running message number stands in for Kafka's offset
 
     def poll_batch(self, max_records: int, timeout: float) -> Batch | None:
         if self._drained:
@@ -84,12 +85,13 @@ class MemoryConsumer(Consumer):
             assert isinstance(item, tuple)
             key: str = item[0]
             value: bytes = item[1]
+            self._position += 1
             try:
                 batch.snapshots.append(decode_snapshot(value))
             except MessageError as exc:
                 logger.error("bus message key=%s rejected: %s", key, exc)
                 self._bus.dead_letters.append((value, str(exc)))
-                batch.dead_lettered += 1
+                batch.dead_letters.append(DeadLetterRecord("in-process", 0, self._position, key, str(exc)))
         if self._drained and not batch.snapshots and not batch.dead_lettered:
             return None
         return batch

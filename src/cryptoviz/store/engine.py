@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 from cryptoviz.errors import StoreError
@@ -63,3 +64,12 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
 
 def is_postgres(engine: sa.Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def insert_for(table: sa.Table, dialect: str) -> Any:
+    """An INSERT that supports ON CONFLICT on this dialect (SQLite or PostgreSQL)."""
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise StoreError(f"unsupported database dialect {dialect!r}: use SQLite or PostgreSQL")

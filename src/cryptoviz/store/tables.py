@@ -116,3 +116,17 @@ quote_rejections = sa.Table(
     sa.Column("detail", sa.Text, nullable=False),
     sa.Index("ix_quote_rejections_rejected_at", "rejected_at"),
 )
+
+dead_letters = sa.Table(
+    "dead_letters", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("dead_at", TS, nullable=False),
+    sa.Column("topic", sa.String(255), nullable=False),
+    sa.Column("partition", sa.Integer, nullable=False),
+    sa.Column("offset", sa.BigInteger, nullable=False),
+    sa.Column("key", sa.Text),
+    sa.Column("error", sa.Text, nullable=False),
+    # A redelivered poison message is recorded once.
+    sa.UniqueConstraint("topic", "partition", "offset", name="uq_dead_letters_position"),
+    sa.Index("ix_dead_letters_dead_at", "dead_at"),
+)
