@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from cryptoviz.bus.base import DeadLetterRecord
 from cryptoviz.errors import StoreError
 from cryptoviz.models import Rejection
-from cryptoviz.store.tables import dead_letters, pipeline_runs, quote_rejections
 from cryptoviz.store.engine import insert_for
+from cryptoviz.store.tables import dead_letters, pipeline_runs, quote_rejections
 from cryptoviz.store.writer import utc
 
 # A storm of malformed items must not flood the table: keep this many rejections per source per cycle.
