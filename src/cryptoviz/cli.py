@@ -40,6 +40,11 @@ Interval = Annotated[float | None, typer.Option("--interval", min=0.1,
                                                 help="Seconds between cycles (default CRYPTOVIZ_INTERVAL).")]
 Duration = Annotated[float | None, typer.Option("--duration", min=0.0,
                                                 help="Stop after this many seconds (default: run until stopped).")]
+Serve = Annotated[bool, typer.Option("--serve/--no-serve",
+                                     help="Serve the live dashboard and REST API while running.")]
+Port = Annotated[int | None, typer.Option("--port", min=0, max=65535,
+                                          help="Dashboard/API port (default CRYPTOVIZ_API_PORT, 8000).")]
+Host = Annotated[str | None, typer.Option("--host", help="Dashboard/API address (default 127.0.0.1).")]
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -62,24 +67,42 @@ def _guard(fn: Callable[[], T]) -> T:
 
 
 @app.command()
-def run(interval: Interval = None, duration: Duration = None, database_url: DatabaseUrl = None) -> None:
+def run(interval: Interval = None, duration: Duration = None, database_url: DatabaseUrl = None,
+        serve: Serve = True, port: Port = None, host: Host = None) -> None:
     """Run the whole job: collect every interval, reconcile, stream and store.
 
     Embedded by default (in-process bus, SQLite). With CRYPTOVIZ_KAFKA_BOOTSTRAP_SERVERS set, the
     collector publishes to Kafka and a writer in the same process consumes into the database.
     """
     def go() -> None:
-        settings = _settings(interval=interval, database_url=database_url)
+        settings = _settings(interval=interval, database_url=database_url, api_port=port, api_host=host)
         configure_logging(settings)
-        _run_job(settings, duration)
+        _run_job(settings, duration, serve=serve)
 
     _guard(go)
 
 
-def _run_job(settings: Settings, duration: float | None, *, max_cycles: int | None = None) -> None:
+def _start_dashboard(settings: Settings, engine: Any) -> Any:
+    from cryptoviz.api.app import create_app
+    from cryptoviz.api.server import serve_in_thread
+
+    try:
+        handle = serve_in_thread(create_app(engine, settings), host=settings.api_host, port=settings.api_port)
+    except CryptoVizError as exc:
+        # Collecting matters more than the page: keep going without it.
+        logger.warning("dashboard not started: %s", exc)
+        return None
+    console.print(f"dashboard: {handle.url}/  (REST API under {handle.url}/api, metrics at {handle.url}/metrics)",
+                  highlight=False)
+    return handle
+
+
+def _run_job(settings: Settings, duration: float | None, *, max_cycles: int | None = None,
+             serve: bool = False) -> None:
     from cryptoviz.runtime import make_sources, open_store, run_embedded, stop_on_signals
 
     engine = open_store(settings)
+    dashboard = _start_dashboard(settings, engine) if serve else None
     sources = make_sources(settings)
     if not sources:
         raise ConfigError("no source to collect from: set CRYPTOVIZ_SOURCES or an API key (see .env.example)")
@@ -97,6 +120,8 @@ def _run_job(settings: Settings, duration: float | None, *, max_cycles: int | No
         else:
             cycles, stored = run_embedded(settings, engine, sources, stop, duration=duration,
                                           max_cycles=max_cycles)
+    if dashboard is not None:
+        dashboard.stop()
     logger.info("stopped after %d cycle(s); %d snapshots stored", cycles, stored)
 
 
@@ -357,6 +382,26 @@ def status(database_url: DatabaseUrl = None) -> None:
     _guard(go)
 
 
+@app.command("serve")
+def serve_command(port: Port = None, host: Host = None, database_url: DatabaseUrl = None) -> None:
+    """Serve the live dashboard (/), the REST API (/api), SSE (/api/stream) and metrics (/metrics).
+
+    Read-only. Binds 127.0.0.1 by default; set CRYPTOVIZ_API_TOKEN to require a bearer token.
+    """
+    def go() -> None:
+        from cryptoviz.api.app import create_app
+        from cryptoviz.api.server import serve_forever
+        from cryptoviz.runtime import open_store
+
+        settings = _settings(database_url=database_url, api_port=port, api_host=host)
+        configure_logging(settings)
+        engine = open_store(settings)
+        console.print(f"dashboard: http://{settings.api_host}:{settings.api_port}/", highlight=False)
+        serve_forever(create_app(engine, settings), settings.api_host, settings.api_port)
+
+    _guard(go)
+
+
 # --- simulator and demo ----------------------------------------------------------------------------
 
 Faults = Annotated[str | None, typer.Option(
@@ -400,6 +445,7 @@ def demo(
     "coingecko,coinmarketcap",
     faults: Faults = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed of the market.")] = 42,
+    serve: Serve = True, port: Port = None, host: Host = None,
 ) -> None:
     """See the whole job offline: a local market simulator feeds the real pipeline.
 
@@ -408,13 +454,22 @@ def demo(
     """
     def go() -> None:
         from cryptoviz.simulator import start_simulator
+        from cryptoviz.simulator.faults import Faults as SimFaults
 
-        sim = start_simulator(port=0, faults=faults, seed=seed)
+        chosen = [s.strip() for s in sources.split(",") if s.strip()]
+        # The demo's 10x outlier goes to a source that is collected, so the rule shows at work.
+        target = next((s for s in ("coinmarketcap", "coinmarketcap-html") if s in chosen), chosen[-1])
+        sim_faults = SimFaults.parse(faults or "demo", outlier_source=target)
+        sim = start_simulator(port=0, faults=sim_faults, seed=seed)
         try:
             base = load_settings()
             overrides: dict[str, Any] = {**sim.settings_overrides(), "database_url": database_url,
                                          "interval": interval, "sources": sources,
                                          "top_n": len(sim.coins)}
+            if port is not None:
+                overrides["api_port"] = port
+            if host is not None:
+                overrides["api_host"] = host
             if base.kafka_enabled:
                 overrides["kafka_topic"] = f"{base.kafka_topic}_demo"
                 overrides["kafka_group"] = f"{base.kafka_group}-demo"
@@ -422,7 +477,7 @@ def demo(
             configure_logging(settings)
             logger.info("market simulator on %s; demo data goes to %s", sim.url,
                         database_url.split("@")[-1])
-            _run_job(settings, duration)
+            _run_job(settings, duration, serve=serve)
         finally:
             sim.stop()
 

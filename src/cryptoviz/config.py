@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=500, ge=1)
     batch_timeout: float = Field(default=1.0, gt=0)
     bus_queue_size: int = Field(default=10_000, ge=1)
+    # API and built-in dashboard: loopback only unless the user chooses otherwise
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    api_token: SecretStr | None = None
     # logs
     log_dir: Path = Path("data/logs")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

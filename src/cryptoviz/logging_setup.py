@@ -35,8 +35,8 @@ class SecretMask(logging.Filter):
 
 
 def secrets_of(settings: Settings) -> list[str]:
-    return [key.get_secret_value() for key in (settings.coingecko_api_key, settings.coinmarketcap_api_key)
-            if key is not None]
+    keys = (settings.coingecko_api_key, settings.coinmarketcap_api_key, settings.api_token)
+    return [key.get_secret_value() for key in keys if key is not None]
 
 
 def configure_logging(settings: Settings, *, log_file: Path | None = None, quiet: bool = False) -> Path | None:

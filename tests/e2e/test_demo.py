@@ -21,7 +21,7 @@ def _cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedPro
 
 def test_demo_fills_the_database(tmp_path: Path) -> None:
     db = tmp_path / "demo.db"
-    result = _cli("demo", "--duration", "20", "--interval", "5", "--database-url", f"sqlite:///{db}",
+    result = _cli("demo", "--duration", "20", "--interval", "5", "--database-url", f"sqlite:///{db}", "--no-serve",
                   cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     engine = sa.create_engine(f"sqlite:///{db}")
@@ -67,3 +67,30 @@ def test_invalid_setting_fails_with_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1, result.stderr
     assert "CRYPTOVIZ_INTERVAL" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_demo_with_three_sources_lowers_confidence_where_they_disagree(tmp_path: Path) -> None:
+    db = tmp_path / "demo3.db"
+    result = _cli("demo", "--duration", "18", "--interval", "4", "--database-url", f"sqlite:///{db}", "--no-serve",
+                  "--sources", "coingecko,coingecko-html,coinmarketcap-html", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        sources = {r[0] for r in conn.execute(sa.text("SELECT DISTINCT source FROM source_quotes"))}
+        three = conn.execute(sa.text("SELECT count(*) FROM currency_data WHERE n_sources = 3")).scalar_one()
+        # The outlier (ethereum, 10x on coinmarketcap-html) is dropped by the median-absolute-deviation rule.
+        dropped = conn.execute(sa.text(
+            "SELECT count(*) FROM source_quotes WHERE currency_id = 'ethereum' AND source = 'coinmarketcap-html' "
+            "AND used = 0 AND dropped_reason = 'outlier'")).scalar_one()
+        eth = conn.execute(sa.text(
+            "SELECT h.confidence, h.price FROM currency_data_history h WHERE h.currency_id = 'ethereum' "
+            "ORDER BY h.observed_at DESC LIMIT 1")).one()
+        agreeing = conn.execute(sa.text(
+            "SELECT min(confidence) FROM currency_data WHERE n_sources = 3")).scalar_one()
+    engine.dispose()
+    assert sources == {"coingecko", "coingecko-html", "coinmarketcap-html"}
+    assert three >= 150  # most coins are seen by all three sources
+    assert dropped >= 1
+    best_single_trust = 0.8  # coingecko, the most trusted of the three
+    assert eth.confidence < best_single_trust  # sources disagree: less sure than one source alone
+    assert agreeing > best_single_trust  # three sources that agree: surer than any one alone

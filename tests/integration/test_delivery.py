@@ -268,7 +268,7 @@ def test_demo_through_kafka_into_postgres(kafka_bootstrap: str, kafka_admin: obj
     topic = f"test-demo-{os.getpid()}-{int(time.time())}"
     env = cli_env(pg_database, kafka_bootstrap, topic, "g-" + topic, tmp_path)
     result = subprocess.run([sys.executable, "-m", "cryptoviz", "demo", "--duration", "16", "--interval", "4",
-                             "--database-url", pg_database], env=env, capture_output=True, text=True,
+                             "--database-url", pg_database, "--no-serve"], env=env, capture_output=True, text=True,
                             timeout=180, cwd=tmp_path, check=False)
     try:
         assert result.returncode == 0, result.stderr[-3000:]
