@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
+from cryptoviz import metrics
 from cryptoviz.bus.base import Consumer, Publisher
 from cryptoviz.config import Settings
 from cryptoviz.errors import CryptoVizError, ParseError, SourceError, StoreError
@@ -170,6 +171,7 @@ class Collector:
             self.publisher.publish(snapshots)
             run.published = len(snapshots)
         run.finished_at = datetime.now(UTC)
+        metrics.observe_run(run)
         if self.engine is not None:
             try:
                 record_run(self.engine, run)
@@ -279,5 +281,6 @@ def run_writer(consumer: Consumer, writer: SnapshotWriter, stop: threading.Event
                 delay = min(delay * 2, 30.0)
         consumer.commit(batch)
         stored += len(batch.snapshots)
+        metrics.observe_stored(len(batch.snapshots))
         if on_write is not None:
             on_write(len(batch.snapshots))

@@ -98,8 +98,17 @@ def test_html_module_lookup_only_for_known_page_sources() -> None:
 # --- build_sources -------------------------------------------------------------------------------
 
 
-def test_default_sources_without_cmc_key_skip_cmc_with_one_warning(http: HttpClient) -> None:
+def test_default_sources_without_cmc_key_read_cmc_pages_with_one_warning(http: HttpClient) -> None:
+    from cryptoviz.sources.coinmarketcap_html import CoinMarketCapHtmlSource
+    from cryptoviz.sources.registry import CMC_PAGES_INSTEAD
+
     sources, warnings = build_sources(Settings(), http)
+    assert [type(s) for s in sources] == [CoinGeckoSource, CoinMarketCapHtmlSource]
+    assert warnings == [CMC_PAGES_INSTEAD]
+
+
+def test_cmc_api_asked_for_without_key_is_skipped_with_one_warning(http: HttpClient) -> None:
+    sources, warnings = build_sources(Settings(sources="coingecko,coinmarketcap"), http)
     assert [type(s) for s in sources] == [CoinGeckoSource]
     assert warnings == [CMC_NO_KEY_WARNING]
     assert CMC_NO_KEY_WARNING == (

@@ -26,6 +26,9 @@ PARSERS: dict[str, ParseFn] = {
 
 _HTML_CLASSES = {"coingecko-html": "CoinGeckoHtmlSource", "coinmarketcap-html": "CoinMarketCapHtmlSource"}
 
+CMC_PAGES_INSTEAD = (
+    "coinmarketcap: no CRYPTOVIZ_COINMARKETCAP_API_KEY set, reading coinmarketcap.com pages instead "
+    "(coinmarketcap-html); a free key at coinmarketcap.com/api gives the API")
 CMC_NO_KEY_WARNING = (
     f"coinmarketcap: no {KEY_VAR} set, source skipped (get a free key at coinmarketcap.com/api, "
     "or add coinmarketcap-html to CRYPTOVIZ_SOURCES)"
@@ -87,7 +90,10 @@ def build_sources(settings: Settings, http: HttpClient | None = None) -> tuple[l
     http = http if http is not None else HttpClient(settings)
     sources: list[Source] = []
     warnings: list[str] = []
-    for name in settings.enabled_sources():
+    enabled = settings.enabled_sources()
+    if settings.sources is None and "coinmarketcap-html" in enabled:
+        warnings.append(CMC_PAGES_INSTEAD)
+    for name in enabled:
         if name == "coingecko":
             sources.append(CoinGeckoSource(settings, http))
         elif name == "coinmarketcap":

@@ -1,0 +1,303 @@
+"""Read-side SQL of the API and the dashboard. Portable: the same statements run on SQLite and PostgreSQL.
+
+Every function opens its own short connection and returns plain Python values (UTC-aware datetimes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import sqlalchemy as sa
+
+from cryptoviz.store.queries import as_utc, last_runs
+from cryptoviz.store.tables import (
+    currencies,
+    currency_data,
+    currency_data_history,
+    metadata,
+    pipeline_runs,
+    quote_rejections,
+    source_quotes,
+)
+from cryptoviz.store.writer import utc
+
+SortKey = Literal["market_cap", "price", "volume_24h", "change_24h", "rank", "confidence", "name"]
+Order = Literal["asc", "desc"]
+
+SORT_COLUMNS: dict[str, sa.ColumnElement[Any]] = {
+    "market_cap": currency_data.c.market_cap,
+    "price": currency_data.c.price,
+    "volume_24h": currency_data.c.volume_24h,
+    "change_24h": currency_data.c.change_24h,
+    "rank": currency_data.c.rank,
+    "confidence": currency_data.c.confidence,
+    "name": sa.func.lower(currencies.c.name),
+}
+
+_COIN_COLUMNS = (
+    currencies.c.id, currencies.c.symbol, currencies.c.name, currency_data.c.rank, currency_data.c.price,
+    currency_data.c.market_cap, currency_data.c.volume_24h, currency_data.c.change_1h,
+    currency_data.c.change_24h, currency_data.c.change_7d, currency_data.c.confidence,
+    currency_data.c.n_sources, currency_data.c.sources, currency_data.c.currency, currency_data.c.observed_at,
+)
+_DETAIL_COLUMNS = (
+    currencies.c.slug, currencies.c.coingecko_id, currencies.c.coinmarketcap_id,
+    currencies.c.first_seen_at, currencies.c.last_seen_at, currency_data.c.circulating_supply,
+    currency_data.c.total_supply, currency_data.c.max_supply, currency_data.c.updated_at,
+)
+_TIME_FIELDS = ("observed_at", "first_seen_at", "last_seen_at", "updated_at", "last_updated")
+
+
+def _clean(row: Mapping[Any, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for name in _TIME_FIELDS:
+        if name in out:
+            out[name] = as_utc(out[name])
+    if "sources" in out and isinstance(out["sources"], str):
+        out["sources"] = [s for s in out["sources"].split(",") if s]
+    return out
+
+
+def _from_current() -> sa.Select[Any]:
+    return sa.select(*_COIN_COLUMNS).select_from(
+        currency_data.join(currencies, currencies.c.id == currency_data.c.currency_id))
+
+
+def ping(engine: sa.Engine) -> None:
+    """Raise ``sqlalchemy.exc.DBAPIError`` when the database does not answer."""
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1")).scalar_one()
+
+
+def list_coins(engine: sa.Engine, *, sort: SortKey = "market_cap", order: Order = "desc", limit: int = 100,
+               offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
+    """(total current coins, one page of current rows). NULLs sort last in both orders; ties by id."""
+    column = SORT_COLUMNS[sort]
+    ordered = column.asc() if order == "asc" else column.desc()
+    query = (_from_current()
+             .order_by(sa.case((column.is_(None), 1), else_=0), ordered, currencies.c.id)
+             .limit(limit).offset(offset))
+    with engine.connect() as conn:
+        total = int(conn.execute(sa.select(sa.func.count()).select_from(currency_data)).scalar_one())
+        rows = conn.execute(query).mappings().all()
+    return total, [_clean(r) for r in rows]
+
+
+def latest_observed_at(engine: sa.Engine) -> datetime | None:
+    """The newest current observation, the stream's change marker."""
+    with engine.connect() as conn:
+        value = conn.execute(sa.select(sa.func.max(currency_data.c.observed_at))).scalar_one()
+    return as_utc(value)
+
+
+def get_coin(engine: sa.Engine, coin_id: str) -> dict[str, Any] | None:
+    """The coin's current row with its identifiers and supplies; None when unknown."""
+    query = _from_current().add_columns(*_DETAIL_COLUMNS).where(currencies.c.id == coin_id)
+    with engine.connect() as conn:
+        row = conn.execute(query).mappings().first()
+    return None if row is None else _clean(row)
+
+
+def coin_exists(engine: sa.Engine, coin_id: str) -> bool:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(currencies.c.id).where(currencies.c.id == coin_id)).first() is not None
+
+
+def latest_source_quotes(engine: sa.Engine, coin_id: str) -> list[dict[str, Any]]:
+    """Each source's newest value for the coin (used or dropped, with the reason)."""
+    latest = (sa.select(source_quotes.c.source, sa.func.max(source_quotes.c.observed_at).label("at"))
+              .where(source_quotes.c.currency_id == coin_id)
+              .group_by(source_quotes.c.source).subquery())
+    query = (sa.select(source_quotes.c.source, source_quotes.c.source_id, source_quotes.c.price,
+                       source_quotes.c.market_cap, source_quotes.c.volume_24h, source_quotes.c.last_updated,
+                       source_quotes.c.observed_at, source_quotes.c.used, source_quotes.c.dropped_reason)
+             .join(latest, sa.and_(latest.c.source == source_quotes.c.source,
+                                   latest.c.at == source_quotes.c.observed_at))
+             .where(source_quotes.c.currency_id == coin_id)
+             .order_by(source_quotes.c.source))
+    with engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    return [{**_clean(r), "used": bool(r["used"])} for r in rows]
+
+
+# --- history -----------------------------------------------------------------------------------------
+
+
+def history_points(engine: sa.Engine, coin_id: str, start: datetime, end: datetime,
+                   limit: int) -> list[tuple[datetime, float, float | None, float | None, float]]:
+    """Consensus points in [start, end], oldest first: (observed_at, price, market_cap, volume_24h, confidence).
+
+    At most ``limit`` rows (the caller asks for one more than it accepts to detect an overflow).
+    """
+    start, end = utc(start), utc(end)
+    h = currency_data_history.c
+    query = (sa.select(h.observed_at, h.price, h.market_cap, h.volume_24h, h.confidence)
+             .where(h.currency_id == coin_id, h.observed_at >= start, h.observed_at <= end)
+             .order_by(h.observed_at).limit(limit))
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    out = []
+    for at, price, cap, volume, confidence in rows:
+        stamp = as_utc(at)
+        assert stamp is not None
+        out.append((stamp, float(price), None if cap is None else float(cap),
+                    None if volume is None else float(volume), float(confidence)))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Candle:
+    time: datetime  # start of the bucket (UTC, aligned on the Unix epoch)
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float | None  # the last volume_24h of the bucket
+    n: int
+
+
+def _epoch_seconds(engine: sa.Engine, column: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
+    """Whole Unix seconds of a stored UTC timestamp, per dialect."""
+    if engine.dialect.name == "sqlite":
+        # SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC); drop the fraction so it is never rounded up.
+        return sa.cast(sa.func.strftime("%s", sa.func.substr(column, 1, 19)), sa.BigInteger)
+    return sa.cast(sa.func.floor(sa.extract("epoch", column)), sa.BigInteger)
+
+
+def history_candles(engine: sa.Engine, coin_id: str, start: datetime, end: datetime,
+                    step: int) -> list[Candle]:
+    """OHLC candles of ``step`` seconds in [start, end], computed in SQL (SQLite and PostgreSQL).
+
+    open = the first price of the bucket by time, close = the last, high/low = max/min, volume = the last
+    volume_24h, n = points in the bucket. Buckets without points are absent.
+    """
+    start, end = utc(start), utc(end)
+    h = currency_data_history
+    bucket = (_epoch_seconds(engine, h.c.observed_at) // step).label("bucket")
+    agg = (sa.select(bucket, sa.func.min(h.c.observed_at).label("first_at"),
+                     sa.func.max(h.c.observed_at).label("last_at"), sa.func.max(h.c.price).label("high"),
+                     sa.func.min(h.c.price).label("low"), sa.func.count().label("n"))
+           .where(h.c.currency_id == coin_id, h.c.observed_at >= start, h.c.observed_at <= end)
+           .group_by(bucket).subquery("agg"))
+    first = h.alias("first_row")
+    last = h.alias("last_row")
+    query = (sa.select(agg.c.bucket, first.c.price.label("open"), agg.c.high, agg.c.low,
+                       last.c.price.label("close"), last.c.volume_24h.label("volume"), agg.c.n)
+             .select_from(agg)
+             .join(first, sa.and_(first.c.currency_id == coin_id, first.c.observed_at == agg.c.first_at))
+             .join(last, sa.and_(last.c.currency_id == coin_id, last.c.observed_at == agg.c.last_at))
+             .order_by(agg.c.bucket))
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [Candle(time=datetime.fromtimestamp(int(b) * step, tz=UTC),
+                   open=float(o), high=float(hi), low=float(lo), close=float(c),
+                   volume=None if v is None else float(v), n=int(n))
+            for b, o, hi, lo, c, v, n in rows]
+
+
+def source_lines(engine: sa.Engine, coin_id: str, start: datetime, end: datetime,
+                 limit: int) -> dict[str, list[tuple[datetime, float, bool]]]:
+    """Each source's own price in [start, end]: source -> [(observed_at, price, used), ...] oldest first."""
+    start, end = utc(start), utc(end)
+    q = source_quotes.c
+    query = (sa.select(q.source, q.observed_at, q.price, q.used)
+             .where(q.currency_id == coin_id, q.observed_at >= start, q.observed_at <= end)
+             .order_by(q.source, q.observed_at).limit(limit))
+    lines: dict[str, list[tuple[datetime, float, bool]]] = {}
+    with engine.connect() as conn:
+        for source, at, price, used in conn.execute(query):
+            stamp = as_utc(at)
+            assert stamp is not None
+            lines.setdefault(str(source), []).append((stamp, float(price), bool(used)))
+    return lines
+
+
+# --- sources and database state ------------------------------------------------------------------------
+
+
+def sources_health(engine: sa.Engine, runs: int = 20) -> dict[str, Any]:
+    """Per source over the last ``runs`` recorded cycles (oldest to newest), and the last cycle itself."""
+    recent = last_runs(engine, runs)
+    health: dict[str, dict[str, Any]] = {}
+    for run in reversed(recent):
+        at = run["finished_at"] or run["started_at"]
+        for name, rep in (run["sources"] or {}).items():
+            h = health.setdefault(name, {
+                "source": name, "up": False, "last_ok": None, "last_error": None, "last_error_at": None,
+                "failures_in_a_row": 0, "errors_in_window": 0, "runs_in_window": 0, "breaker": "closed",
+                "fetched": 0, "rejected": 0, "used": 0, "seconds": 0.0, "reasons": {},
+            })
+            h["runs_in_window"] += 1
+            h["fetched"] = int(rep.get("fetched") or 0)
+            h["rejected"] = int(rep.get("rejected") or 0)
+            h["used"] = int(rep.get("used") or 0)
+            h["seconds"] = float(rep.get("seconds") or 0.0)
+            h["breaker"] = str(rep.get("breaker") or "closed")
+            h["reasons"] = {str(k): int(v) for k, v in (rep.get("reasons") or {}).items()}
+            if rep.get("error"):
+                h["up"] = False
+                h["last_error"] = str(rep["error"])
+                h["last_error_at"] = at
+                h["failures_in_a_row"] += 1
+                h["errors_in_window"] += 1
+            else:
+                h["up"] = True
+                h["last_ok"] = at
+                h["failures_in_a_row"] = 0
+    last = None
+    if recent:
+        r = recent[0]
+        last = {"id": int(r["id"]), "started_at": r["started_at"], "finished_at": r["finished_at"],
+                "status": str(r["status"]), "fetched": int(r["fetched"]), "rejected": int(r["rejected"]),
+                "published": int(r["published"])}
+    return {"runs": len(recent), "last_run": last, "sources": [health[k] for k in sorted(health)]}
+
+
+_COUNTED = (currencies, currency_data, currency_data_history, source_quotes, pipeline_runs, quote_rejections)
+# Large, append-only tables: once big, PostgreSQL's statistics are good enough for a gauge, and cheap.
+_ESTIMATED = {currency_data_history.name, source_quotes.name, quote_rejections.name}
+EXACT_COUNT_BELOW = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseState:
+    rows: dict[str, int]
+    last_observation: datetime | None
+    last_run: datetime | None
+    sources_up: dict[str, bool]
+    dlq_messages: int | None
+
+
+def database_state(engine: sa.Engine) -> DatabaseState:
+    """What ``/metrics`` reports from the database: row counts, newest observation, last run, DLQ size."""
+    dead_letters = metadata.tables.get("dead_letters")
+    with engine.connect() as conn:
+        estimates: dict[str, int] = {}
+        if engine.dialect.name == "postgresql":
+            stats = conn.execute(sa.text(
+                "SELECT relname, n_live_tup FROM pg_stat_user_tables WHERE relname = ANY(:names)"),
+                {"names": sorted(_ESTIMATED)})
+            estimates = {str(name): int(n) for name, n in stats}
+        rows: dict[str, int] = {}
+        for table in _COUNTED:
+            if estimates.get(table.name, 0) >= EXACT_COUNT_BELOW:
+                rows[table.name] = estimates[table.name]
+            else:
+                rows[table.name] = int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+        dlq: int | None = None
+        if dead_letters is not None and sa.inspect(conn).has_table(dead_letters.name):
+            dlq = int(conn.execute(sa.select(sa.func.count()).select_from(dead_letters)).scalar_one())
+            rows[dead_letters.name] = dlq
+        last_observation = as_utc(conn.execute(sa.select(sa.func.max(currency_data.c.observed_at))).scalar_one())
+        run = conn.execute(sa.select(pipeline_runs.c.started_at, pipeline_runs.c.finished_at,
+                                     pipeline_runs.c.sources)
+                           .order_by(pipeline_runs.c.id.desc()).limit(1)).first()
+    sources_up: dict[str, bool] = {}
+    last_run = None
+    if run is not None:
+        last_run = as_utc(run.finished_at or run.started_at)
+        sources_up = {str(name): not (rep or {}).get("error") for name, rep in (run.sources or {}).items()}
+    return DatabaseState(rows, last_observation, last_run, sources_up, dlq)

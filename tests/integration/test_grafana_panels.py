@@ -1,0 +1,552 @@
+"""Every Grafana panel's SQL, run against PostgreSQL as the dashboards' read-only role.
+
+The data comes from the real pipeline: ``cryptoviz demo`` (market simulator, in-process bus) writes a few
+cycles into a fresh database, plus a few rows inserted here (rejections, dead letters, a cycle in which a
+source failed with its breaker open). Each target's SQL then goes through a small copy of what Grafana
+does before PostgreSQL sees it: the frontend replaces template variables (``$coin``, ``$__interval``...),
+the backend expands the macros (``$__timeFilter``...) exactly as Grafana 11's PostgreSQL data source does
+(pkg/tsdb/grafana-postgresql-datasource/macros.go).
+
+EXPECTED below documents, per dashboard / panel / query, the columns the panel reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+
+from cryptoviz.store import migrate
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+DASHBOARD_DIR = ROOT / "grafana" / "dashboards"
+READER_USER = READER_PASSWORD = "cryptoviz_reader"  # set by scripts/services.sh
+COIN = "bitcoin"
+DEFAULT_INTERVAL = "5s"  # what Grafana would pick for a short range; panels may ask for a minimum
+DEMO_SECONDS, DEMO_INTERVAL = 14, 3
+
+# --- What Grafana does to a query --------------------------------------------------------------------
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+# Frontend template syntaxes: $name, ${name}, ${name:format}, [[name]]
+_VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)(?::\w+)?\}|\[\[(\w+)(?::\w+)?\]\]")
+# Backend macro call, as in macros.go: the arguments end at the first ')'
+_MACRO = re.compile(r"\$([_a-zA-Z0-9]+)\(([^)]*)\)")
+
+
+def interval_seconds(text: str) -> float:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)", text.strip().strip("'"))
+    if not match:
+        raise ValueError(f"error parsing interval {text}")
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def _go_number(value: float) -> str:
+    return str(int(value)) if value == int(value) else repr(value)
+
+
+def _rfc3339(at: datetime) -> str:
+    """Go's time.RFC3339Nano in UTC: no trailing zeros in the fraction, 'Z'."""
+    text = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f").rstrip("0").rstrip(".")
+    return text + "Z"
+
+
+def _unix_nano(at: datetime) -> int:
+    return (at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    start: datetime
+    end: datetime
+
+
+def interpolate_variables(sql: str, variables: Mapping[str, str], time_range: TimeRange, interval: str) -> str:
+    """The frontend step: template and global variables. ``$__name`` that is no variable is a macro: kept."""
+    ms = int(interval_seconds(interval) * 1000)
+    globals_ = {
+        "__interval": interval, "__interval_ms": str(ms),
+        "__from": str(int(time_range.start.timestamp() * 1000)), "__to": str(int(time_range.end.timestamp() * 1000)),
+        "__range_s": str(int((time_range.end - time_range.start).total_seconds())),
+        "__range_ms": str(int((time_range.end - time_range.start).total_seconds() * 1000)),
+    }
+
+    def replace(match: re.Match[str]) -> str:
+        name = next(g for g in match.groups() if g)
+        if name in globals_:
+            return globals_[name]
+        if name.startswith("__"):
+            return match[0]
+        if name not in variables:
+            raise KeyError(f"template variable ${name} has no value")
+        # single-value variables go in as they are, single quotes doubled (postgres datasource)
+        return variables[name].replace("'", "''")
+
+    return _VARIABLE.sub(replace, sql)
+
+
+def expand_macros(sql: str, time_range: TimeRange) -> str:
+    """The backend step, as Grafana 11's PostgreSQL macro engine (no TimescaleDB)."""
+    start, end = time_range.start.astimezone(UTC), time_range.end.astimezone(UTC)
+
+    def group(args: list[str], name: str) -> str:
+        if len(args) < 2:
+            raise ValueError(f"macro {name} needs time column and interval and optional fill value")
+        n = _go_number(interval_seconds(args[1]))
+        if len(args) == 3 and not re.fullmatch(r"NULL|previous|-?\d+(\.\d+)?", args[2]):
+            raise ValueError(f"invalid fill value {args[2]}")
+        return f"floor(extract(epoch from {args[0]})/{n})*{n}"
+
+    def evaluate(name: str, args: list[str]) -> str:
+        needs_column = {"__time", "__timeEpoch", "__timeFilter", "__unixEpochFilter", "__unixEpochNanoFilter"}
+        if name in needs_column and not args[0]:
+            raise ValueError(f"missing time column argument for macro {name}")
+        if name == "__time":
+            return f'{args[0]} AS "time"'
+        if name == "__timeEpoch":
+            return f'extract(epoch from {args[0]}) as "time"'
+        if name == "__timeFilter":
+            return f"{args[0]} BETWEEN '{_rfc3339(start)}' AND '{_rfc3339(end)}'"
+        if name == "__timeFrom":
+            return f"'{_rfc3339(start)}'"
+        if name == "__timeTo":
+            return f"'{_rfc3339(end)}'"
+        if name == "__timeGroup":
+            return group(args, name)
+        if name == "__timeGroupAlias":
+            return group(args, name) + ' AS "time"'
+        if name == "__unixEpochFilter":
+            return f"{args[0]} >= {int(start.timestamp())} AND {args[0]} <= {int(end.timestamp())}"
+        if name == "__unixEpochNanoFilter":
+            return f"{args[0]} >= {_unix_nano(start)} AND {args[0]} <= {_unix_nano(end)}"
+        if name == "__unixEpochNanoFrom":
+            return str(_unix_nano(start))
+        if name == "__unixEpochNanoTo":
+            return str(_unix_nano(end))
+        if name in {"__unixEpochGroup", "__unixEpochGroupAlias"}:
+            if len(args) < 2:
+                raise ValueError(f"macro {name} needs time column and interval and optional fill value")
+            n = _go_number(interval_seconds(args[1]))
+            return f"floor(({args[0]})/{n})*{n}" + (' AS "time"' if name.endswith("Alias") else "")
+        raise ValueError(f"unknown macro {name!r}")
+
+    def replace(match: re.Match[str]) -> str:
+        name = match[1]
+        if name == "__timeGroup":
+            # Grafana: a ',' right after the (first identical) call means the pre-5.3 form with AS "time"
+            at = sql.find(match[0]) + len(match[0])
+            if at < len(sql) and sql[at] == ",":
+                name = "__timeGroupAlias"
+        return evaluate(name, [a.strip() for a in match[2].split(",")])
+
+    return _MACRO.sub(replace, sql)
+
+
+def grafana_sql(sql: str, *, variables: Mapping[str, str], time_range: TimeRange, interval: str) -> str:
+    return expand_macros(interpolate_variables(sql, variables, time_range, interval), time_range)
+
+
+# --- The dashboards ----------------------------------------------------------------------------------
+
+
+def _panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for panel in panels:
+        if panel.get("type") != "row":
+            yield panel
+        yield from _panels(panel.get("panels", []))
+
+
+def load_dashboards() -> dict[str, dict[str, Any]]:
+    return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(DASHBOARD_DIR.glob("*.json"))}
+
+
+DASHBOARDS = load_dashboards()
+
+
+def targets() -> dict[tuple[str, str, str], tuple[dict[str, Any], dict[str, Any]]]:
+    """(dashboard, panel title, refId) -> (panel, target)."""
+    found = {}
+    for board_name, board in DASHBOARDS.items():
+        for panel in _panels(board["panels"]):
+            for target in panel.get("targets", []):
+                found[(board_name, panel["title"], target["refId"])] = (panel, target)
+    return found
+
+
+def variable_values(board: dict[str, Any]) -> dict[str, str]:
+    """Each variable's default, $coin set to a coin the demo wrote."""
+    values = {v["name"]: str(v.get("current", {}).get("value", "")) for v in board["templating"]["list"]}
+    if "coin" in values:
+        values["coin"] = COIN
+    return values
+
+
+def panel_interval(panel: dict[str, Any]) -> str:
+    minimum = panel.get("interval")
+    if minimum and interval_seconds(minimum) > interval_seconds(DEFAULT_INTERVAL):
+        return str(minimum)
+    return DEFAULT_INTERVAL
+
+
+TS = "time_series"
+# (dashboard, panel title, refId): (format, columns the panel reads, in order). Time series: "time" first,
+# then "metric" (series name) when there is one, then the numeric values.
+EXPECTED: dict[tuple[str, str, str], tuple[str, tuple[str, ...]]] = {
+    ("market-overview", "Market now", "A"):
+        ("table", ("market_cap", "volume_24h", "coins", "median_confidence")),
+    ("market-overview", "Top coins", "A"):
+        ("table", ("rank", "name", "symbol", "price", "change_1h", "change_24h", "change_7d", "market_cap",
+                   "volume_24h", "confidence", "sources", "currency", "observed_at")),
+    ("market-overview", "Total market cap", "A"): (TS, ("time", "total_market_cap")),
+    ("market-overview", "Market dominance", "A"): (TS, ("time", "BTC", "ETH", "Others")),
+    ("market-overview", "Top gainers (24h)", "A"): ("table", ("coin", "change_24h")),
+    ("market-overview", "Top losers (24h)", "A"): ("table", ("coin", "change_24h")),
+    ("coin-detail", "Now", "A"):
+        ("table", ("price", "change_24h", "market_cap", "volume_24h", "rank", "confidence", "n_sources")),
+    ("coin-detail", "Price and 24h volume", "A"): (TS, ("time", "price")),
+    ("coin-detail", "Price and 24h volume", "B"): (TS, ("time", "volume_24h")),
+    ("coin-detail", "Price candles (OHLC)", "A"): (TS, ("time", "open", "high", "low", "close")),
+    ("coin-detail", "Price per source and consensus", "A"): (TS, ("time", "metric", "price")),
+    ("coin-detail", "Price per source and consensus", "B"): (TS, ("time", "consensus")),
+    ("coin-detail", "Latest quote per source", "A"):
+        ("table", ("source", "price", "deviation_pct", "market_cap", "volume_24h", "used", "dropped_reason",
+                   "last_updated", "observed_at")),
+    ("coin-detail", "Confidence and sources used", "A"): (TS, ("time", "confidence", "sources_used")),
+    ("data-quality", "Spread between sources (latest observation)", "A"):
+        ("table", ("name", "symbol", "sources", "min_price", "max_price", "spread_pct", "quotes", "observed_at")),
+    ("data-quality", "Spread between sources over time", "A"): (TS, ("time", "p50", "p95")),
+    ("data-quality", "Confidence distribution", "A"): ("table", ("bucket", "coins")),
+    ("data-quality", "Source freshness", "A"): ("table", ("source", "last_observed", "age_s", "state")),
+    ("data-quality", "Coins missing a source (latest observation)", "A"):
+        ("table", ("name", "symbol", "missing_source", "present_sources", "observed_at")),
+    ("data-quality", "Rejected records per source and reason", "A"): (TS, ("time", "metric", "rejected")),
+    ("data-quality", "Rejections by reason", "A"):
+        ("table", ("source", "reason", "field", "rejected", "last_seen", "latest_example")),
+    ("data-quality", "DLQ size", "A"): ("table", ("total", "in_range")),
+    ("data-quality", "Dead letters per interval", "A"): (TS, ("time", "dead_letters")),
+    ("data-quality", "Latest dead letters", "A"):
+        ("table", ("dead_at", "topic", "partition", "offset", "key", "error")),
+    ("pipeline-health", "Cycles", "A"):
+        ("table", ("since_last_cycle_s", "cycles", "partial", "failed", "avg_duration_s")),
+    ("pipeline-health", "Cycle duration", "A"): (TS, ("time", "avg_s", "max_s")),
+    ("pipeline-health", "Cycles per interval by status", "A"): (TS, ("time", "metric", "cycles")),
+    ("pipeline-health", "Records per minute", "A"): (TS, ("time", "stored_per_min")),
+    ("pipeline-health", "Records per minute", "B"): (TS, ("time", "published_per_min")),
+    ("pipeline-health", "Errors per source", "A"): (TS, ("time", "metric", "errors")),
+    ("pipeline-health", "Circuit breaker per source", "A"): (TS, ("time", "metric", "breaker")),
+    ("pipeline-health", "Fetch time per source", "A"): (TS, ("time", "metric", "seconds")),
+    ("pipeline-health", "Latest cycle per source", "A"):
+        ("table", ("started_at", "status", "source", "fetched", "rejected", "used", "pages", "seconds",
+                   "breaker", "error")),
+    ("pipeline-health", "Recent source errors", "A"): ("table", ("started_at", "source", "breaker", "error")),
+}
+
+# --- Data --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Loaded:
+    owner_url: str  # postgresql://... (psycopg), the owner of the tables
+    reader_url: str  # the same database as cryptoviz_reader
+    time_range: TimeRange
+    dead_letters: int
+
+
+def _plain(url: str) -> str:
+    return re.sub(r"^postgresql\+\w+://", "postgresql://", url)
+
+
+def as_reader(url: str) -> str:
+    return re.sub(r"^(postgresql(?:\+\w+)?://)[^@/]*@", rf"\g<1>{READER_USER}:{READER_PASSWORD}@", url)
+
+
+def _insert_extra_rows(url: str, started: datetime) -> int:
+    """Rows the demo does not make: rejections of our own, dead letters, a cycle with a failing source."""
+    with psycopg.connect(url) as conn:
+        failing = {
+            "coingecko": {"fetched": 200, "rejected": 0, "used": 200, "pages": 1, "seconds": 0.2, "error": None,
+                          "breaker": "closed", "reasons": {}},
+            "coinmarketcap": {"fetched": 0, "rejected": 0, "used": 0, "pages": 0, "seconds": 15.0,
+                              "error": "coinmarketcap: HTTP 500 after 4 attempts", "breaker": "open",
+                              "reasons": {}},
+        }
+        row = conn.execute(
+            "INSERT INTO pipeline_runs (started_at, finished_at, status, fetched, rejected, published, sources,"
+            " errors) VALUES (%s, %s, 'partial', 200, 0, 200, %s, %s) RETURNING id",
+            (started - timedelta(seconds=60), started - timedelta(seconds=45), json.dumps(failing),
+             json.dumps([failing["coinmarketcap"]["error"]])),
+        ).fetchone()
+        assert row is not None
+        run_id = row[0]
+        conn.cursor().executemany(
+            "INSERT INTO quote_rejections (run_id, rejected_at, source, coin, field, reason, detail)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [(run_id, started - timedelta(seconds=45), "coingecko", "bitcoin", "current_price", "non_positive",
+              "got -1"),
+             (run_id, started - timedelta(seconds=45), "coingecko", "ethereum", "market_cap", "cap_mismatch",
+              "market cap 10x price x supply"),
+             (run_id, started - timedelta(seconds=45), "coinmarketcap", "solana", "last_updated", "stale",
+              "older than 900 s")],
+        )
+        letters = [(started + timedelta(seconds=i), "crypto_viz", i % 6, 100 + i, f"coin-{i}",
+                    "MessageError: not JSON") for i in range(3)]
+        conn.cursor().executemany(
+            'INSERT INTO dead_letters (dead_at, topic, "partition", "offset", key, error)'
+            " VALUES (%s, %s, %s, %s, %s, %s)", letters)
+    return len(letters)
+
+
+@pytest.fixture(scope="module")
+def loaded(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
+    """A fresh database (like ``pg_database``, but shared by this module's tests) with demo data."""
+    name = f"cv_test_{uuid.uuid4().hex[:10]}"
+    admin = _plain(pg_url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = pg_url.rsplit("/", 1)[0] + "/" + name
+    try:
+        migrate.upgrade(url)
+        with psycopg.connect(_plain(url)) as conn:
+            assert conn.execute("SELECT to_regclass('dead_letters')::text").fetchone() == ("dead_letters",)
+        started = datetime.now(UTC)
+        workdir = tmp_path_factory.mktemp("grafana-demo")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CRYPTOVIZ_")}
+        done = subprocess.run(
+            [sys.executable, "-m", "cryptoviz", "demo", "--duration", str(DEMO_SECONDS),
+             "--interval", str(DEMO_INTERVAL), "--database-url", url],
+            env=env, cwd=workdir, capture_output=True, text=True, timeout=180,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        dead = _insert_extra_rows(_plain(url), started)
+        time_range = TimeRange(started - timedelta(minutes=5), datetime.now(UTC) + timedelta(minutes=1))
+        yield Loaded(_plain(url), _plain(as_reader(url)), time_range, dead)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class Result:
+    sql: str
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+    def column(self, name: str) -> list[Any]:
+        i = self.columns.index(name)
+        return [row[i] for row in self.rows]
+
+
+@pytest.fixture(scope="module")
+def run_panel(loaded: Loaded) -> Callable[[str, str, str], Result]:
+    """Runs one target as Grafana would, as cryptoviz_reader; results are cached per target."""
+    cache: dict[tuple[str, str, str], Result] = {}
+    all_targets = targets()
+
+    def run(board: str, title: str, ref_id: str) -> Result:
+        key = (board, title, ref_id)
+        if key not in cache:
+            panel, target = all_targets[key]
+            sql = grafana_sql(target["rawSql"], variables=variable_values(DASHBOARDS[board]),
+                              time_range=loaded.time_range, interval=panel_interval(panel))
+            cache[key] = query(loaded.reader_url, sql)
+        return cache[key]
+
+    return run
+
+
+def query(url: str, sql: str) -> Result:
+    with psycopg.connect(url) as conn:
+        conn.execute("SET statement_timeout = '10s'")
+        try:
+            cur = conn.execute(sql)
+        except psycopg.Error as exc:
+            raise AssertionError(f"{exc}\n--- SQL as Grafana sends it ---\n{sql}") from exc
+        columns = [c.name for c in cur.description or []]
+        return Result(sql, columns, cur.fetchall())
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
+# --- The expander itself -----------------------------------------------------------------------------
+
+RANGE = TimeRange(datetime(2026, 3, 1, 12, 0, tzinfo=UTC), datetime(2026, 3, 1, 12, 30, 0, 500000, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(("sql", "expanded"), [
+    ("WHERE $__timeFilter(t)", "WHERE t BETWEEN '2026-03-01T12:00:00Z' AND '2026-03-01T12:30:00.5Z'"),
+    ("$__timeFrom() $__timeTo()", "'2026-03-01T12:00:00Z' '2026-03-01T12:30:00.5Z'"),
+    ("SELECT $__timeGroupAlias(t, $__interval)", 'SELECT floor(extract(epoch from t)/30)*30 AS "time"'),
+    ("GROUP BY $__timeGroup(t, '5m') ORDER BY 1", "GROUP BY floor(extract(epoch from t)/300)*300 ORDER BY 1"),
+    ("SELECT $__timeGroup(t, '1h'), x", 'SELECT floor(extract(epoch from t)/3600)*3600 AS "time", x'),
+    ("SELECT $__timeGroup(t, 1m, NULL) AS b", "SELECT floor(extract(epoch from t)/60)*60 AS b"),
+    ("$__time(t), $__timeEpoch(t)", 't AS "time", extract(epoch from t) as "time"'),
+    ("WHERE $__unixEpochFilter(e)", "WHERE e >= 1772366400 AND e <= 1772368200"),
+    ("$__unixEpochGroupAlias(e, 1m)", 'floor((e)/60)*60 AS "time"'),
+    ("x * 60000.0 / $__interval_ms", "x * 60000.0 / 30000"),
+    ("id = '$coin' OR id = '${coin}' OR id = '[[coin]]'", "id = 'o''neil' OR id = 'o''neil' OR id = 'o''neil'"),
+])
+def test_expander_follows_grafana(sql: str, expanded: str) -> None:
+    assert grafana_sql(sql, variables={"coin": "o'neil"}, time_range=RANGE, interval="30s") == expanded
+
+
+@pytest.mark.parametrize("sql", ["$__nope(x)", "$__timeGroup(x)", "SELECT $undefined"])
+def test_expander_rejects_what_grafana_rejects(sql: str) -> None:
+    with pytest.raises((ValueError, KeyError)):
+        grafana_sql(sql, variables={}, time_range=RANGE, interval="30s")
+
+
+# --- The panels --------------------------------------------------------------------------------------
+
+
+def test_every_panel_query_is_documented_here() -> None:
+    assert set(targets()) == set(EXPECTED)
+
+
+@pytest.mark.parametrize(("board", "title", "ref_id"), sorted(EXPECTED), ids=["/".join(k) for k in sorted(EXPECTED)])
+def test_panel_query_runs_as_reader_and_returns_what_the_panel_needs(
+    board: str, title: str, ref_id: str, run_panel: Callable[[str, str, str], Result]
+) -> None:
+    fmt, columns = EXPECTED[(board, title, ref_id)]
+    _panel, target = targets()[(board, title, ref_id)]
+    assert target["format"] == fmt
+    result = run_panel(board, title, ref_id)
+    assert result.columns == list(columns), result.sql
+    assert result.rows, f"no rows\n{result.sql}"
+    if fmt == TS:
+        times = result.column("time")
+        assert all(isinstance(t, datetime) or is_number(t) for t in times), times[:3]
+        epochs = [t.timestamp() if isinstance(t, datetime) else float(t) for t in times]
+        assert epochs == sorted(epochs), "time series must come sorted by time"
+        for name in columns[1:]:
+            values = result.column(name)
+            if name == "metric":
+                assert all(isinstance(v, str) and v for v in values)
+            else:
+                assert all(v is None or is_number(v) for v in values), (name, values[:3])
+                assert any(v is not None for v in values), f"{name} is always NULL"
+
+
+def test_coin_variable_query_lists_coins_by_rank(loaded: Loaded) -> None:
+    coin = next(v for v in DASHBOARDS["coin-detail"]["templating"]["list"] if v["name"] == "coin")
+    result = query(loaded.reader_url, grafana_sql(coin["query"], variables={}, time_range=loaded.time_range,
+                                                  interval=DEFAULT_INTERVAL))
+    assert result.columns == ["__value", "__text"]
+    assert len(result.rows) >= 150  # the simulator's coins
+    assert result.rows[0] == ("bitcoin", "Bitcoin (BTC)")
+    assert coin["current"]["value"] in result.column("__value")
+
+
+def test_dashboard_role_cannot_write(loaded: Loaded) -> None:
+    with psycopg.connect(loaded.reader_url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("DELETE FROM dead_letters")
+
+
+# --- A few values, checked against the tables --------------------------------------------------------
+
+
+def test_dominance_adds_up_to_100_percent(run_panel: Callable[[str, str, str], Result]) -> None:
+    result = run_panel("market-overview", "Market dominance", "A")
+    for _time, btc, eth, others in result.rows:
+        assert btc > 20 and eth > 1
+        assert float(btc + eth + others) == pytest.approx(100.0)
+
+
+def test_total_market_cap_matches_the_latest_cycle(loaded: Loaded, run_panel: Callable[[str, str, str], Result]) \
+        -> None:
+    result = run_panel("market-overview", "Total market cap", "A")
+    latest = query(loaded.owner_url, "SELECT sum(market_cap) FROM currency_data_history"
+                                     " WHERE observed_at = (SELECT max(observed_at) FROM currency_data_history)")
+    assert float(result.rows[-1][1]) == pytest.approx(float(latest.rows[0][0]), rel=0.05)
+
+
+def test_top_coins_start_with_bitcoin(run_panel: Callable[[str, str, str], Result]) -> None:
+    result = run_panel("market-overview", "Top coins", "A")
+    assert result.rows[0][:3] == (1, "Bitcoin", "BTC")
+    assert len(result.rows) == 100  # $top default
+    gainers = run_panel("market-overview", "Top gainers (24h)", "A").column("change_24h")
+    losers = run_panel("market-overview", "Top losers (24h)", "A").column("change_24h")
+    assert gainers == sorted(gainers, reverse=True) and losers == sorted(losers)
+    assert len(gainers) == len(losers) == 10 and min(gainers) >= max(losers)
+
+
+def test_candles_are_consistent(run_panel: Callable[[str, str, str], Result]) -> None:
+    for _time, open_, high, low, close in run_panel("coin-detail", "Price candles (OHLC)", "A").rows:
+        assert low <= min(open_, close) <= max(open_, close) <= high
+
+
+def test_each_source_beside_the_consensus(run_panel: Callable[[str, str, str], Result]) -> None:
+    assert set(run_panel("coin-detail", "Price per source and consensus", "A").column("metric")) == \
+        {"coingecko", "coinmarketcap"}
+    quotes = run_panel("coin-detail", "Latest quote per source", "A")
+    assert sorted(quotes.column("source")) == ["coingecko", "coinmarketcap"]
+    assert all(abs(d) < 5 for d in quotes.column("deviation_pct") if d is not None)
+
+
+def test_confidence_distribution_counts_every_current_coin(run_panel: Callable[[str, str, str], Result]) -> None:
+    result = run_panel("data-quality", "Confidence distribution", "A")
+    assert result.column("bucket")[0] == "0.0-0.1" and result.column("bucket")[-1] == "0.9-1.0"
+    coins = run_panel("market-overview", "Market now", "A").column("coins")[0]
+    assert sum(result.column("coins")) == coins
+
+
+def test_rejections_and_dead_letters_show(loaded: Loaded, run_panel: Callable[[str, str, str], Result]) -> None:
+    reasons = set(run_panel("data-quality", "Rejections by reason", "A").column("reason"))
+    assert {"non_positive", "cap_mismatch", "stale"} <= reasons  # inserted here
+    assert "not_a_number" in reasons  # the demo's malformed items
+    total, in_range = run_panel("data-quality", "DLQ size", "A").rows[0]
+    assert total == in_range == loaded.dead_letters
+    assert sum(run_panel("data-quality", "Dead letters per interval", "A").column("dead_letters")) == \
+        loaded.dead_letters
+    assert len(run_panel("data-quality", "Latest dead letters", "A").rows) == loaded.dead_letters
+
+
+def test_missing_sources_come_from_rejected_items(run_panel: Callable[[str, str, str], Result]) -> None:
+    freshness = run_panel("data-quality", "Source freshness", "A")
+    assert sorted(freshness.column("source")) == ["coingecko", "coinmarketcap"]
+    assert set(freshness.column("state")) == {"ok"}
+    missing = run_panel("data-quality", "Coins missing a source (latest observation)", "A")
+    assert set(missing.column("missing_source")) <= {"coingecko", "coinmarketcap"}
+    assert all(present and missing_source not in present
+               for missing_source, present in zip(missing.column("missing_source"),
+                                                  missing.column("present_sources"), strict=True))
+
+
+def test_failing_source_and_open_breaker_show(run_panel: Callable[[str, str, str], Result]) -> None:
+    errors = run_panel("pipeline-health", "Errors per source", "A")
+    by_source: dict[str, int] = {}
+    for _time, source, count in errors.rows:
+        by_source[source] = by_source.get(source, 0) + count
+    assert by_source["coinmarketcap"] >= 1
+    breaker = run_panel("pipeline-health", "Circuit breaker per source", "A")
+    assert 2 in breaker.column("breaker")  # open
+    recent = run_panel("pipeline-health", "Recent source errors", "A")
+    assert ("coinmarketcap", "open") in [(s, b) for _t, s, b, _e in recent.rows]
+    latest = run_panel("pipeline-health", "Latest cycle per source", "A")
+    assert sorted(latest.column("source")) == ["coingecko", "coinmarketcap"]  # the demo's last cycle
+
+
+def test_records_per_minute_add_up_to_the_history_rows(
+    loaded: Loaded, run_panel: Callable[[str, str, str], Result]
+) -> None:
+    panel, _target = targets()[("pipeline-health", "Records per minute", "A")]
+    minutes = interval_seconds(panel_interval(panel)) / 60
+    stored = sum(float(v) for v in run_panel("pipeline-health", "Records per minute", "A").column("stored_per_min"))
+    rows = query(loaded.owner_url, "SELECT count(*) FROM currency_data_history").rows[0][0]
+    assert stored * minutes == pytest.approx(rows)
+    cycles = run_panel("pipeline-health", "Cycles", "A")
+    assert cycles.column("cycles")[0] >= 3 and cycles.column("partial")[0] >= 1

@@ -1,0 +1,554 @@
+"""The REST API, the SSE stream and the metrics, served by a real uvicorn server over a real SQLite file.
+
+The database is filled through the real writer (``SnapshotWriter``) and ``record_run``; requests go
+over HTTP with httpx.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
+
+from cryptoviz import metrics
+from cryptoviz.api.app import create_app, parse_interval
+from cryptoviz.api.server import ServerHandle, serve_in_thread
+from cryptoviz.config import Settings
+from cryptoviz.errors import CryptoVizError
+from cryptoviz.models import CoinSnapshot, SourceValue
+from cryptoviz.store import migrate
+from cryptoviz.store.engine import make_engine
+from cryptoviz.store.runs import RunReport, SourceReport, record_run
+from cryptoviz.store.writer import SnapshotWriter
+
+T0 = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)  # aligned on 5 minutes and on the hour
+CYCLES = 7
+BTC = [100.0, 105.0, 95.0, 102.0, 110.0, 90.0, 108.0]  # one price per minute from T0
+TOKEN = "s3cret-token"
+
+
+@dataclass(frozen=True)
+class Coin:
+    id: str
+    symbol: str
+    name: str
+    rank: int | None
+    cap_per_price: float | None
+    change_24h: float
+    confidence: float
+
+    def price(self, k: int) -> float:
+        return {"bitcoin": BTC[k], "ethereum": 10.0 + k, "tether": 1.0, "dogecoin": 0.1 + 0.001 * k,
+                "zcash": 50.0}[self.id]
+
+
+COINS = [
+    Coin("bitcoin", "BTC", "Bitcoin", 1, 19e6, -1.5, 0.95),
+    Coin("ethereum", "ETH", "Ethereum", 2, 120e6, 2.5, 0.9),
+    Coin("tether", "USDT", "Tether", 3, 1e8, 0.01, 0.99),
+    Coin("zcash", "ZEC", "Zcash", 4, 1e7, -7.0, 0.5),
+    Coin("dogecoin", "DOGE", "Dogecoin", None, None, 12.0, 0.8),  # no cap, no rank: sorts last
+]
+
+
+def snap(coin: Coin, k: int, *, at: datetime | None = None, price: float | None = None) -> CoinSnapshot:
+    observed = at or T0 + timedelta(minutes=k)
+    p = coin.price(k) if price is None else price
+    cap = None if coin.cap_per_price is None else p * coin.cap_per_price
+    cmc_price, cmc_used, reason = p * 1.001, True, None
+    if coin.id == "zcash":
+        cmc_price, cmc_used, reason = p * 10, False, "outlier"
+    return CoinSnapshot(
+        coin_id=coin.id, symbol=coin.symbol, name=coin.name, slug=coin.id, rank=coin.rank, price=p,
+        market_cap=cap, volume_24h=p * 10, change_1h=0.1, change_24h=coin.change_24h, change_7d=3.0,
+        circulating_supply=coin.cap_per_price, total_supply=None, max_supply=None, confidence=coin.confidence,
+        observed_at=observed, currency="usd", coingecko_id=coin.id, coinmarketcap_id=str(COINS.index(coin) + 1),
+        sources=(
+            SourceValue("coingecko", coin.id, p, cap, p * 10, observed - timedelta(seconds=30)),
+            SourceValue("coinmarketcap", str(COINS.index(coin) + 1), cmc_price, None, None,
+                        observed - timedelta(seconds=20), used=cmc_used, dropped_reason=reason),
+        ),
+    )
+
+
+def runs() -> list[RunReport]:
+    """Three cycles: CoinMarketCap fails twice then recovers; CoinGecko fails in the last one."""
+    out = []
+    for i, (cg_error, cmc_error, breaker) in enumerate([
+        (None, "coinmarketcap: HTTP 429 rate limited", "closed"),
+        (None, "coinmarketcap: HTTP 429 rate limited", "open"),
+        ("coingecko: timeout after 15s", None, "closed"),
+    ]):
+        start = T0 + timedelta(minutes=i)
+        run = RunReport(started_at=start, finished_at=start + timedelta(seconds=3), status="partial")
+        run.sources["coingecko"] = SourceReport("coingecko", fetched=0 if cg_error else 200 + i,
+                                                rejected=0 if cg_error else 3, used=0 if cg_error else 5,
+                                                error=cg_error, reasons={} if cg_error else {"stale": 2,
+                                                                                            "price_not_positive": 1})
+        run.sources["coinmarketcap"] = SourceReport("coinmarketcap", fetched=0 if cmc_error else 150,
+                                                    used=0 if cmc_error else 5, error=cmc_error, breaker=breaker)
+        out.append(run)
+    return out
+
+
+@pytest.fixture(scope="module")
+def db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('api') / 'api.db'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    writer = SnapshotWriter(engine)
+    for k in range(CYCLES):  # one batch per cycle, as the pipeline writes them
+        writer.write([snap(c, k) for c in COINS])
+    for run in runs():
+        record_run(engine, run)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[sa.Engine]:
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@dataclass
+class Served:
+    handle: ServerHandle
+    http: httpx.Client
+
+
+def serve(engine: sa.Engine, settings: Settings | None = None, poll_interval: float = 2.0) -> Iterator[Served]:
+    app = create_app(engine, settings or Settings(_env_file=None), poll_interval=poll_interval)  # type: ignore[call-arg]
+    handle = serve_in_thread(app, port=0)
+    http = httpx.Client(base_url=handle.url, timeout=10)
+    try:
+        yield Served(handle, http)
+    finally:
+        http.close()
+        handle.stop()
+
+
+@pytest.fixture
+def api(engine: sa.Engine) -> Iterator[httpx.Client]:
+    for served in serve(engine):
+        yield served.http
+
+
+def get(api: httpx.Client, path: str, **params: Any) -> Any:
+    response = api.get(path, params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def ids(page: dict[str, Any]) -> list[str]:
+    return [c["id"] for c in page["coins"]]
+
+
+# --- /api/coins ---------------------------------------------------------------------------------------
+
+
+def test_coins_default_is_market_cap_descending_with_current_values(api: httpx.Client) -> None:
+    page = get(api, "/api/coins")
+    assert page["total"] == 5 and page["limit"] == 100 and page["offset"] == 0
+    assert ids(page) == ["bitcoin", "ethereum", "zcash", "tether", "dogecoin"]
+    btc = page["coins"][0]
+    assert btc == {
+        "id": "bitcoin", "symbol": "BTC", "name": "Bitcoin", "rank": 1, "price": 108.0,
+        "market_cap": 108.0 * 19e6, "volume_24h": 1080.0, "change_1h": 0.1, "change_24h": -1.5, "change_7d": 3.0,
+        "confidence": 0.95, "n_sources": 2, "sources": ["coingecko", "coinmarketcap"], "currency": "usd",
+        "observed_at": "2026-11-27T12:06:00Z",
+    }
+    zcash = next(c for c in page["coins"] if c["id"] == "zcash")
+    assert zcash["n_sources"] == 1 and zcash["sources"] == ["coingecko"]  # the outlier was not used
+
+
+@pytest.mark.parametrize(("sort", "order", "expected"), [
+    ("market_cap", "asc", ["tether", "zcash", "ethereum", "bitcoin", "dogecoin"]),  # missing cap stays last
+    ("price", "asc", ["dogecoin", "tether", "ethereum", "zcash", "bitcoin"]),
+    ("price", "desc", ["bitcoin", "zcash", "ethereum", "tether", "dogecoin"]),
+    ("name", "asc", ["bitcoin", "dogecoin", "ethereum", "tether", "zcash"]),
+    ("name", "desc", ["zcash", "tether", "ethereum", "dogecoin", "bitcoin"]),
+    ("rank", "asc", ["bitcoin", "ethereum", "tether", "zcash", "dogecoin"]),
+    ("rank", "desc", ["zcash", "tether", "ethereum", "bitcoin", "dogecoin"]),
+    ("change_24h", "desc", ["dogecoin", "ethereum", "tether", "bitcoin", "zcash"]),
+    ("confidence", "asc", ["zcash", "dogecoin", "ethereum", "bitcoin", "tether"]),
+    ("volume_24h", "desc", ["bitcoin", "zcash", "ethereum", "tether", "dogecoin"]),
+])
+def test_coins_sorting(api: httpx.Client, sort: str, order: str, expected: list[str]) -> None:
+    assert ids(get(api, "/api/coins", sort=sort, order=order)) == expected
+
+
+def test_coins_pagination(api: httpx.Client) -> None:
+    page = get(api, "/api/coins", sort="price", order="desc", limit=2, offset=1)
+    assert (page["total"], page["limit"], page["offset"]) == (5, 2, 1)
+    assert ids(page) == ["zcash", "ethereum"]
+    assert ids(get(api, "/api/coins", sort="price", order="desc", limit=2, offset=4)) == ["dogecoin"]
+    assert get(api, "/api/coins", offset=10)["coins"] == []
+
+
+@pytest.mark.parametrize(("path", "params", "parameter"), [
+    ("/api/coins", {"limit": 0}, "limit"),
+    ("/api/coins", {"limit": 1001}, "limit"),
+    ("/api/coins", {"limit": "many"}, "limit"),
+    ("/api/coins", {"offset": -1}, "offset"),
+    ("/api/coins", {"sort": "colour"}, "sort"),
+    ("/api/coins", {"order": "up"}, "order"),
+    ("/api/coins/bitcoin/history", {"start": "yesterday"}, "start"),
+    ("/api/coins/bitcoin/history", {"end": "2026-13-40"}, "end"),
+    ("/api/coins/bitcoin/history", {"interval": "7x"}, "interval"),
+    ("/api/coins/bitcoin/history", {"interval": "0"}, "interval"),
+    ("/api/coins/bitcoin/history", {"start": "2026-11-27T13:00:00Z", "end": "2026-11-27T12:00:00Z"}, "start"),
+    ("/api/coins/bitcoin/history", {"start": "2026-01-01T00:00:00Z", "end": "2026-12-01T00:00:00Z",
+                                    "interval": "1s"}, "interval"),
+    ("/api/coins/bitcoin/history", {"sources": "perhaps"}, "sources"),
+    ("/api/sources", {"runs": 0}, "runs"),
+])
+def test_bad_parameters_are_named(api: httpx.Client, path: str, params: dict[str, Any], parameter: str) -> None:
+    response = api.get(path, params=params)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["error"] == "invalid parameter"
+    assert body["parameter"] == parameter
+    assert body["detail"]
+
+
+def test_unknown_coin_and_route_are_404_json(api: httpx.Client) -> None:
+    for path in ("/api/coins/no-such-coin", "/api/coins/no-such-coin/history"):
+        response = api.get(path)
+        assert response.status_code == 404
+        assert response.json() == {"error": "not found", "detail": "unknown coin 'no-such-coin'"}
+    response = api.get("/api/nothing-here")
+    assert response.status_code == 404
+    assert response.json()["error"] == "not found"
+
+
+# --- /api/coins/{id} ------------------------------------------------------------------------------------
+
+
+def test_coin_detail_has_current_row_and_each_sources_latest_value(api: httpx.Client) -> None:
+    coin = get(api, "/api/coins/zcash")
+    assert coin["id"] == "zcash" and coin["price"] == 50.0 and coin["confidence"] == 0.5
+    assert coin["slug"] == "zcash" and coin["coinmarketcap_id"] == "4" and coin["circulating_supply"] == 1e7
+    assert coin["first_seen_at"] == "2026-11-27T12:00:00Z" and coin["last_seen_at"] == "2026-11-27T12:06:00Z"
+    quotes = {q["source"]: q for q in coin["source_quotes"]}
+    assert set(quotes) == {"coingecko", "coinmarketcap"}
+    assert quotes["coingecko"] == {
+        "source": "coingecko", "source_id": "zcash", "price": 50.0, "market_cap": 5e8, "volume_24h": 500.0,
+        "last_updated": "2026-11-27T12:05:30Z", "observed_at": "2026-11-27T12:06:00Z", "used": True,
+        "dropped_reason": None,
+    }
+    assert quotes["coinmarketcap"]["price"] == 500.0
+    assert quotes["coinmarketcap"]["used"] is False and quotes["coinmarketcap"]["dropped_reason"] == "outlier"
+
+
+# --- history ---------------------------------------------------------------------------------------------
+
+WINDOW = {"start": "2026-11-27T11:00:00Z", "end": "2026-11-27T13:00:00Z"}
+
+
+def test_history_raw_points(api: httpx.Client) -> None:
+    h = get(api, "/api/coins/bitcoin/history", **WINDOW)
+    assert h["interval"] is None and h["candles"] is None and h["sources"] is None
+    assert h["columns"] == ["observed_at", "price", "market_cap", "volume_24h", "confidence"]
+    assert [p[1] for p in h["points"]] == BTC
+    assert h["points"][0] == ["2026-11-27T12:00:00Z", 100.0, 100.0 * 19e6, 1000.0, 0.95]
+    assert h["points"][-1][0] == "2026-11-27T12:06:00Z"
+    part = get(api, "/api/coins/bitcoin/history", start="2026-11-27T12:02:00Z", end="2026-11-27T12:04:00Z")
+    assert [p[1] for p in part["points"]] == [95.0, 102.0, 110.0]  # both ends included
+    # A time with an offset is the same instant: 13:02+01:00 is 12:02Z.
+    shifted = get(api, "/api/coins/bitcoin/history", start="2026-11-27T13:02:00+01:00",
+                  end="2026-11-27T13:04:00+01:00")
+    assert [p[1] for p in shifted["points"]] == [95.0, 102.0, 110.0]
+
+
+def test_history_candles_have_exact_ohlc(api: httpx.Client) -> None:
+    h = get(api, "/api/coins/bitcoin/history", interval="5m", **WINDOW)
+    assert h["interval"] == 300 and h["points"] is None
+    assert h["candles"] == [
+        # 12:00-12:05: 100, 105, 95, 102, 110
+        {"time": "2026-11-27T12:00:00Z", "open": 100.0, "high": 110.0, "low": 95.0, "close": 110.0,
+         "volume": 1100.0, "n": 5},
+        # 12:05-12:10: 90, 108
+        {"time": "2026-11-27T12:05:00Z", "open": 90.0, "high": 108.0, "low": 90.0, "close": 108.0,
+         "volume": 1080.0, "n": 2},
+    ]
+    assert get(api, "/api/coins/bitcoin/history", interval="300", **WINDOW)["candles"] == h["candles"]
+    hourly = get(api, "/api/coins/bitcoin/history", interval="1h", **WINDOW)["candles"]
+    assert hourly == [{"time": "2026-11-27T12:00:00Z", "open": 100.0, "high": 110.0, "low": 90.0, "close": 108.0,
+                       "volume": 1080.0, "n": 7}]
+    two = get(api, "/api/coins/bitcoin/history", interval="2m", **WINDOW)["candles"]
+    assert [(c["open"], c["high"], c["low"], c["close"], c["n"]) for c in two] == [
+        (100.0, 105.0, 100.0, 105.0, 2), (95.0, 102.0, 95.0, 102.0, 2), (110.0, 110.0, 90.0, 90.0, 2),
+        (108.0, 108.0, 108.0, 108.0, 1)]
+
+
+def test_history_with_source_lines(api: httpx.Client) -> None:
+    h = get(api, "/api/coins/bitcoin/history", sources="true", **WINDOW)
+    assert set(h["sources"]) == {"coingecko", "coinmarketcap"}
+    assert [p[1] for p in h["sources"]["coingecko"]] == BTC
+    assert [p[1] for p in h["sources"]["coinmarketcap"]] == pytest.approx([p * 1.001 for p in BTC])
+    assert h["sources"]["coingecko"][0] == ["2026-11-27T12:00:00Z", 100.0, True]
+    zcash = get(api, "/api/coins/zcash/history", sources="true", interval="1h", **WINDOW)
+    assert zcash["candles"][0]["n"] == CYCLES
+    assert {p[2] for p in zcash["sources"]["coinmarketcap"]} == {False}
+
+
+def test_history_defaults_to_the_last_24_hours(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'recent.db'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    now = datetime.now(UTC).replace(microsecond=0)
+    SnapshotWriter(engine).write([snap(COINS[0], 0, at=now - timedelta(hours=30), price=1.0),
+                                  snap(COINS[0], 0, at=now - timedelta(hours=1), price=2.0)])
+    try:
+        for served in serve(engine):
+            h = get(served.http, "/api/coins/bitcoin/history")
+            assert [p[1] for p in h["points"]] == [2.0]
+            since = (now - timedelta(hours=40)).isoformat()
+            assert [p[1] for p in get(served.http, "/api/coins/bitcoin/history", start=since)["points"]] == [1.0, 2.0]
+    finally:
+        engine.dispose()
+
+
+def test_parse_interval() -> None:
+    assert [parse_interval(v) for v in ("30s", "1m", "5m", "1h", "1d", "1w", "90", " 2H ")] == [
+        30, 60, 300, 3600, 86400, 604800, 90, 7200]
+    for bad in ("", "m", "1.5m", "-1m", "0s", "400d", "1y"):
+        with pytest.raises(ValueError):
+            parse_interval(bad)
+
+
+# --- sources, health, metrics ------------------------------------------------------------------------------
+
+
+def test_sources_health_from_the_recorded_runs(api: httpx.Client) -> None:
+    body = get(api, "/api/sources")
+    assert body["runs"] == 3
+    assert body["last_run"]["status"] == "partial" and body["last_run"]["fetched"] == 150
+    health = {s["source"]: s for s in body["sources"]}
+    cg, cmc = health["coingecko"], health["coinmarketcap"]
+    assert cg["up"] is False and cg["failures_in_a_row"] == 1 and cg["errors_in_window"] == 1
+    assert cg["last_ok"] == "2026-11-27T12:01:03Z"  # the second cycle's end
+    assert cg["last_error"] == "coingecko: timeout after 15s" and cg["last_error_at"] == "2026-11-27T12:02:03Z"
+    assert cmc["up"] is True and cmc["failures_in_a_row"] == 0 and cmc["errors_in_window"] == 2
+    assert cmc["last_ok"] == "2026-11-27T12:02:03Z" and cmc["breaker"] == "closed"
+    assert (cmc["fetched"], cmc["rejected"], cmc["used"]) == (150, 0, 5)
+    assert cmc["runs_in_window"] == 3
+    only_two = {s["source"]: s for s in get(api, "/api/sources", runs=2)["sources"]}
+    assert only_two["coinmarketcap"]["errors_in_window"] == 1
+    assert only_two["coingecko"]["reasons"] == {}
+    first_two = get(api, "/api/sources", runs=3)
+    assert first_two["runs"] == 3
+
+
+def test_healthz(api: httpx.Client) -> None:
+    response = api.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok"}
+
+
+def test_database_down_is_503(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dir" / "x.db"
+    engine = sa.create_engine(f"sqlite:///{missing}")  # not make_engine: it would create the directory
+    try:
+        for served in serve(engine):
+            response = served.http.get("/healthz")
+            assert response.status_code == 503
+            assert response.json()["database"] == "unavailable"
+            response = served.http.get("/api/coins")
+            assert response.status_code == 503
+            assert response.json()["error"] == "database unavailable"
+            response = served.http.get("/metrics")
+            assert response.status_code == 200
+            assert "cryptoviz_database_up 0.0" in response.text
+    finally:
+        engine.dispose()
+
+
+def test_metrics_show_observed_runs_and_database_counts(api: httpx.Client) -> None:
+    run = RunReport(started_at=T0, finished_at=T0 + timedelta(seconds=1))
+    run.sources["api-test-source"] = SourceReport("api-test-source", fetched=7, rejected=2, reasons={"stale": 2})
+    metrics.observe_run(run)
+    metrics.observe_stored(5)
+    response = api.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert 'cryptoviz_quotes_fetched_total{source="api-test-source"} 7.0' in text
+    assert 'cryptoviz_quotes_rejected_total{reason="stale",source="api-test-source"} 2.0' in text
+    assert "cryptoviz_snapshots_stored_total" in text
+    assert "cryptoviz_cycle_duration_seconds_bucket" in text
+    assert "cryptoviz_database_up 1.0" in text
+    assert f'cryptoviz_database_rows{{table="currency_data_history"}} {float(CYCLES * len(COINS))}' in text
+    assert f'cryptoviz_database_rows{{table="currencies"}} {float(len(COINS))}' in text
+    assert 'cryptoviz_database_rows{table="pipeline_runs"} 3.0' in text
+    # from the last recorded run: CoinGecko failed, CoinMarketCap answered
+    assert 'cryptoviz_source_up{source="coingecko"} 0.0' in text
+    assert 'cryptoviz_source_up{source="coinmarketcap"} 1.0' in text
+    values = {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples
+              if not s.labels}
+    assert values["cryptoviz_last_observation_timestamp_seconds"] == (T0 + timedelta(minutes=CYCLES - 1)).timestamp()
+    assert values["cryptoviz_last_run_timestamp_seconds"] == (T0 + timedelta(minutes=2, seconds=3)).timestamp()
+
+
+# --- dashboard and OpenAPI -------------------------------------------------------------------------------
+
+
+def test_dashboard_and_local_plotly(api: httpx.Client) -> None:
+    page = api.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    for needle in ('data-testid="market-table"', 'data-testid="chart"', 'data-testid="last-update"',
+                   "static/plotly.min.js", "static/app.js"):
+        assert needle in page.text
+    assert "cdn" not in page.text.lower()
+    js = api.get("/static/app.js")
+    assert js.status_code == 200 and "EventSource" in js.text
+    assert api.get("/static/app.css").status_code == 200
+    plotly = api.get("/static/plotly.min.js")
+    assert plotly.status_code == 200
+    assert "javascript" in plotly.headers["content-type"]
+    assert len(plotly.content) > 1_000_000 and b"plotly" in plotly.content[:2000].lower()
+
+
+def test_openapi_documents_the_endpoints(api: httpx.Client) -> None:
+    spec = get(api, "/openapi.json")
+    assert spec["info"]["title"] == "CryptoViz API"
+    for path in ("/api/coins", "/api/coins/{coin_id}", "/api/coins/{coin_id}/history", "/api/sources",
+                 "/api/stream", "/healthz", "/metrics"):
+        assert path in spec["paths"], path
+        assert spec["paths"][path]["get"]["summary"]
+    schemas = spec["components"]["schemas"]
+    assert {"CoinRow", "CoinPage", "CoinDetail", "HistoryOut", "CandleOut", "SourcesOut", "ParameterErrorOut"} <= set(schemas)
+    coins = spec["paths"]["/api/coins"]["get"]
+    assert coins["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("ParameterErrorOut")
+    assert "text/event-stream" in spec["paths"]["/api/stream"]["get"]["responses"]["200"]["content"]
+
+
+# --- bearer token ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def secured(engine: sa.Engine) -> Iterator[Served]:
+    settings = Settings(_env_file=None, api_token=SecretStr(TOKEN))  # type: ignore[call-arg]
+    yield from serve(engine, settings, poll_interval=0.2)
+
+
+def test_token_is_required_on_api_and_metrics(secured: Served) -> None:
+    http = secured.http
+    good = {"Authorization": f"Bearer {TOKEN}"}
+    for path in ("/api/coins", "/api/coins/bitcoin", "/api/coins/bitcoin/history", "/api/sources", "/metrics",
+                 "/api/stream"):
+        response = http.get(path)
+        assert response.status_code == 401, path
+        assert response.json()["error"] == "unauthorized"
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert TOKEN not in response.text
+        assert http.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert http.get(path, headers={"Authorization": f"Basic {TOKEN}"}).status_code == 401
+    for path in ("/api/coins", "/api/coins/bitcoin", "/api/sources", "/metrics"):
+        assert http.get(path, headers=good).status_code == 200, path
+    # Open: the health check and the page (the page passes the token to its own calls).
+    assert http.get("/healthz").status_code == 200
+    assert http.get("/").status_code == 200
+    assert http.get("/static/app.js").status_code == 200
+    # ?token= only on the stream (EventSource cannot send headers), never on the other endpoints.
+    assert http.get("/api/coins", params={"token": TOKEN}).status_code == 401
+    with http.stream("GET", "/api/stream", params={"token": TOKEN}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert next(iter(events(response)))[0] == "snapshot"
+    with http.stream("GET", "/api/stream", headers=good) as response:
+        assert response.status_code == 200
+
+
+# --- the live stream -----------------------------------------------------------------------------------------
+
+
+def events(response: httpx.Response) -> Iterator[tuple[str, str]]:
+    """(event name, data) per SSE event; comments come out as ('comment', text)."""
+    name, data = "message", []
+    for line in response.iter_lines():
+        if line == "":
+            if data:
+                yield name, "\n".join(data)
+            name, data = "message", []
+        elif line.startswith(":"):
+            yield "comment", line[1:].strip()
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+
+
+def test_stream_sends_a_snapshot_then_keepalives_then_the_new_observation(engine: sa.Engine) -> None:
+    for served in serve(engine, poll_interval=0.2):
+        with served.http.stream("GET", "/api/stream") as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            assert response.headers["cache-control"] == "no-cache"
+            stream = events(response)
+            name, data = next(stream)
+            assert name == "snapshot"
+            first = json.loads(data)
+            assert first["observed_at"] == "2026-11-27T12:06:00Z" and first["total"] == 5
+            assert [c["id"] for c in first["coins"]] == ["bitcoin", "ethereum", "zcash", "tether", "dogecoin"]
+            assert first["coins"][0]["price"] == 108.0
+            assert next(stream) == ("comment", "keepalive")  # nothing new yet
+            # A new observation, written the way the pipeline writes it (another process would do the same).
+            new_at = T0 + timedelta(minutes=CYCLES)
+            SnapshotWriter(engine).write([snap(COINS[0], 0, at=new_at, price=111.5)])
+            deadline = time.monotonic() + 10
+            for name, data in stream:
+                assert time.monotonic() < deadline, "no snapshot after the write"
+                if name == "snapshot":
+                    second = json.loads(data)
+                    break
+            assert second["observed_at"] == new_at.isoformat().replace("+00:00", "Z")
+            btc = next(c for c in second["coins"] if c["id"] == "bitcoin")
+            assert btc["price"] == 111.5 and btc["observed_at"] == second["observed_at"]
+        # The client went away: the server is still fine and stops promptly.
+        assert served.http.get("/healthz").status_code == 200
+
+
+def test_stopping_the_server_ends_open_streams(engine: sa.Engine) -> None:
+    app = create_app(engine, Settings(_env_file=None), poll_interval=0.2)  # type: ignore[call-arg]
+    handle = serve_in_thread(app, port=0)
+    with httpx.Client(base_url=handle.url, timeout=10) as http, http.stream("GET", "/api/stream") as response:
+        stream = events(response)
+        assert next(stream)[0] == "snapshot"
+        started = time.monotonic()
+        handle.stop()
+        assert time.monotonic() - started < 5
+        assert not handle.running
+        rest = list(stream)  # the stream ends instead of hanging
+        assert all(name == "comment" for name, _ in rest)
+
+
+# --- the server ------------------------------------------------------------------------------------------------
+
+
+def test_port_zero_gives_a_real_port_and_a_taken_port_is_a_clear_error(engine: sa.Engine) -> None:
+    app = create_app(engine, Settings(_env_file=None))  # type: ignore[call-arg]
+    with serve_in_thread(app, port=0) as handle:
+        assert handle.port > 0 and handle.url == f"http://127.0.0.1:{handle.port}"
+        assert httpx.get(f"{handle.url}/healthz", timeout=5).status_code == 200
+        with pytest.raises(CryptoVizError, match=rf"port {handle.port} on 127.0.0.1 is in use: pass --port"):
+            serve_in_thread(app, port=handle.port)
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen(1)
+        port = other.getsockname()[1]
+        with pytest.raises(CryptoVizError, match="is in use"):
+            serve_in_thread(app, port=port)
