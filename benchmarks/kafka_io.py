@@ -6,12 +6,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from benchmarks.common import progress
+from benchmarks.data import snapshot
 from cryptoviz.bus.kafka import KafkaConsumer, KafkaPublisher
 from cryptoviz.models import CoinSnapshot
 from cryptoviz.store.writer import SnapshotWriter
-
-from benchmarks.common import progress
-from benchmarks.data import snapshot
 
 # Bulk loading only: bigger batches than the collector's publisher, same codec and keys.
 _BULK_PRODUCER = {"batch.size": 1_000_000, "queue.buffering.max.messages": 200_000,

@@ -3,6 +3,11 @@
 ``SourceQuote``: one coin as one source reported it, parsed but not yet validated.
 ``CoinSnapshot``: the reconciled record for one coin and one cycle (consensus + confidence +
 each source's own value). Snapshots travel on the bus as a JSON envelope with ``schema_version``.
+
+The records built in bulk (``SourceQuote``, ``SourceValue``, ``CoinSnapshot``) are plain slots dataclasses,
+hashable by value (``unsafe_hash``) but not frozen: a frozen dataclass sets every field through
+``object.__setattr__``, which made building them a large share of reconciling and decoding. Treat them as
+immutable all the same (``dataclasses.replace`` makes a changed copy).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from cryptoviz.errors import MessageError
 SCHEMA_VERSION = 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class SourceQuote:
     source: str  # e.g. "coingecko", "coinmarketcap", "coingecko-html"
     source_id: str  # the source's own coin id ("bitcoin" for CoinGecko, "1" for CoinMarketCap)
@@ -62,7 +67,7 @@ class ParseResult:
     rejected: list[Rejection] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class SourceValue:
     """One source's own reading of a coin, kept beside the consensus."""
 
@@ -76,7 +81,7 @@ class SourceValue:
     dropped_reason: str | None = None  # "stale", "outlier", "disagreement"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class CoinSnapshot:
     coin_id: str  # canonical id: the CoinGecko id when known, else the slug
     symbol: str
@@ -175,8 +180,108 @@ def _str(d: dict[str, Any], name: str, *, required: bool = False) -> str | None:
     return value
 
 
+_INF = math.inf
+
+
+def _finite_or_none(value: Any) -> bool:
+    """``value`` is None or a finite float (``x - x`` is NaN for an infinity and for NaN)."""
+    return value is None or (type(value) is float and value - value == 0.0)
+
+
+def _dt_or_none(value: Any) -> tuple[bool, datetime | None]:
+    """(ok, value) for an optional ISO-8601 string; not ok sends the caller to the checked path."""
+    if value is None:
+        return True, None
+    if type(value) is not str:
+        return False, None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return False, None
+    return True, (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC))
+
+
+def _snapshot_fast(d: dict[str, Any]) -> CoinSnapshot | None:
+    """The snapshot when every field is well-formed as ``encode_snapshot`` writes it, else None.
+
+    Accepts exactly a subset of what :func:`_snapshot_checked` accepts and builds the same value; anything
+    unusual (a missing or mistyped field, an integer where a float is expected...) returns None, and the
+    checked path then converts it or raises the ``MessageError`` naming the field.
+    """
+    get = d.get
+    price = get("price")
+    if type(price) is not float or not 0.0 < price < _INF:
+        return None
+    market_cap = get("market_cap")
+    volume = get("volume_24h")
+    change_1h = get("change_1h")
+    change_24h = get("change_24h")
+    change_7d = get("change_7d")
+    circulating = get("circulating_supply")
+    total = get("total_supply")
+    maximum = get("max_supply")
+    if not (_finite_or_none(market_cap) and _finite_or_none(volume) and _finite_or_none(change_1h)
+            and _finite_or_none(change_24h) and _finite_or_none(change_7d) and _finite_or_none(circulating)
+            and _finite_or_none(total) and _finite_or_none(maximum)):
+        return None
+    if (market_cap is not None and market_cap < 0) or (volume is not None and volume < 0):
+        return None
+    confidence = get("confidence")
+    if type(confidence) is not float or not 0.0 <= confidence <= 1.0:
+        return None
+    ok, observed_at = _dt_or_none(get("observed_at"))
+    if not ok or observed_at is None:
+        return None
+    rank = get("rank")
+    coin_id = get("coin_id")
+    symbol = get("symbol")
+    name = get("name")
+    currency = get("currency")
+    slug = get("slug")
+    coingecko_id = get("coingecko_id")
+    coinmarketcap_id = get("coinmarketcap_id")
+    if ((rank is not None and type(rank) is not int) or type(coin_id) is not str or not coin_id
+            or type(symbol) is not str or type(name) is not str or type(currency) is not str
+            or (slug is not None and type(slug) is not str)
+            or (coingecko_id is not None and type(coingecko_id) is not str)
+            or (coinmarketcap_id is not None and type(coinmarketcap_id) is not str)):
+        return None
+    raw_sources = get("sources") or []
+    if type(raw_sources) is not list:
+        return None
+    sources = []
+    for v in raw_sources:
+        if type(v) is not dict:
+            return None
+        sget = v.get
+        source_price = sget("price")
+        source = sget("source")
+        source_id = sget("source_id")
+        source_cap = sget("market_cap")
+        source_volume = sget("volume_24h")
+        dropped = sget("dropped_reason")
+        if (type(source_price) is not float or source_price - source_price != 0.0 or type(source) is not str
+                or type(source_id) is not str or not _finite_or_none(source_cap)
+                or not _finite_or_none(source_volume) or (dropped is not None and type(dropped) is not str)):
+            return None
+        ok, last_updated = _dt_or_none(sget("last_updated"))
+        if not ok:
+            return None
+        sources.append(SourceValue(source, source_id, source_price, source_cap, source_volume, last_updated,
+                                   bool(sget("used", True)), dropped))
+    return CoinSnapshot(coin_id, symbol, name, slug, rank, price, market_cap, volume, change_1h, change_24h,
+                        change_7d, circulating, total, maximum, confidence, observed_at, currency, coingecko_id,
+                        coinmarketcap_id, tuple(sources))
+
+
 def snapshot_from_dict(d: dict[str, Any]) -> CoinSnapshot:
     """Build and validate a snapshot from its wire dict; raises ``MessageError`` naming the field."""
+    fast = _snapshot_fast(d)
+    return fast if fast is not None else _snapshot_checked(d)
+
+
+def _snapshot_checked(d: dict[str, Any]) -> CoinSnapshot:
+    """Every rule, one field at a time, in a fixed order: the first broken rule names the field."""
     price = _num(d, "price", required=True)
     assert price is not None
     if price <= 0:

@@ -11,12 +11,13 @@ The HTML fixtures are trimmed to a few rows so that 5,000 pages parse in well un
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -74,11 +75,14 @@ def dump(value: Any) -> str:
     return json.dumps(value)
 
 
+SPECIAL_TIMES = [
+    "2021-04-20T23:29:02.000Z", "2021-04-20", "2021-04-20 23:29", "9999-12-31T23:59:59", "9999-12-31T23:59:59-14:00",
+    "0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00Z", "0001-01-01", "2021-02-30T00:00:00Z",
+    "2021-04-20T24:00:00Z", "2021-04-20T23:29:02.000+99:00", "T", "20210420T232902Z",
+]
 SPECIAL_STRINGS = [
     "", " ", "NaN", "nan", "Infinity", "-Infinity", "1e999", "-0", "0x1F", "1,234.56", "$1.2B", "n/a", "null",
-    "true", "[]", "{}", "2021-04-20T23:29:02.000Z", "2021-04-20", "2021-04-20 23:29", "9999-12-31T23:59:59",
-    "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00Z", "0001-01-01",
-    "2021-02-30T00:00:00Z", "2021-04-20T24:00:00Z", "T", "\x00", "\u202e", "\U0001f4a5", "\u00df" * 3, "\u00e9",
+    "true", "[]", "{}", *SPECIAL_TIMES, "\x00", "\u202e", "\U0001f4a5", "\u00df" * 3, "\u00e9",
     "'); DROP TABLE currencies;--", "%s%s%n", "\\", "<script>", "a" * 3000, "USD", "usd", "cryptoCurrencyList",
 ]
 SPECIAL_NUMBERS = [
@@ -129,39 +133,98 @@ def swap_type(value: Any) -> Any:
     return {}
 
 
+Path = tuple[str | int, ...]
+_PATHS: dict[int, list[Path]] = {}
+
+
+def paths_of(doc: Any, *, cache: bool = True) -> list[Path]:
+    """Every node of ``doc`` (the root is ``()``); computed once for the module's seed documents."""
+    found = _PATHS.get(id(doc)) if cache else None
+    if found is None:
+        found = []
+        stack: list[tuple[Path, Any]] = [((), doc)]
+        while stack:
+            path, node = stack.pop()
+            found.append(path)
+            if isinstance(node, dict):
+                stack.extend(((*path, k), v) for k, v in node.items())
+            elif isinstance(node, list):
+                stack.extend(((*path, i), v) for i, v in enumerate(node))
+        found.sort(key=lambda p: (len(p), [str(x) for x in p]))
+        if cache:
+            _PATHS[id(doc)] = found
+    return found
+
+
+TIMEZONES = st.sampled_from([None, UTC, timezone(timedelta(hours=14)), timezone(-timedelta(hours=14)),
+                             timezone(timedelta(hours=5, minutes=30))])
+TIMESTAMPS = st.one_of(
+    st.datetimes(timezones=TIMEZONES).map(lambda d: d.isoformat()),
+    st.datetimes().map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%S.000Z")),
+    st.sampled_from(SPECIAL_TIMES),
+)
+
+
+def plausible(value: Any) -> st.SearchStrategy[Any]:
+    """A replacement of the same kind: another time for a time, an extreme number for a number..."""
+    if isinstance(value, bool):
+        return st.booleans() | st.sampled_from([0, 1, "true", None])
+    if isinstance(value, int | float):
+        return st.sampled_from(SPECIAL_NUMBERS) | st.floats() | st.integers(-(10**30), 10**30)
+    if isinstance(value, str) and value[:2].isdigit() and "-" in value:
+        return TIMESTAMPS
+    if isinstance(value, str):
+        return st.sampled_from(SPECIAL_STRINGS) | st.text(max_size=30)
+    return WEIRD
+
+
+def _parent(doc: Any, path: Path) -> Any:
+    node = doc
+    for step in path[:-1]:
+        try:
+            node = node[step]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
 @st.composite
-def mutated(draw: st.DrawFn, value: Any, depth: int = 0) -> Any:
-    """``value`` with a few random changes; the number drawn shrinks towards "unchanged"."""
-    n = draw(st.integers(0, 39))
-    if n == 39:
-        return draw(WEIRD)
-    if n == 38:
-        return swap_type(value)
-    if n == 37:
-        return draw(deep())
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            action = draw(st.integers(0, 29))
-            if action == 29:
-                continue  # field deleted
-            if action == 28:
-                out[draw(st.sampled_from([*value.keys(), "extra", ""]))] = draw(WEIRD)
-            out[key] = draw(mutated(item, depth + 1))
-        return out
-    if isinstance(value, list):
-        items: list[Any] = []
-        for item in value:
-            action = draw(st.integers(0, 29))
-            if action == 29:
-                continue
-            if action == 28:
-                items.append(item)  # duplicated
-            if action == 27:
-                items.append(draw(WEIRD))
-            items.append(draw(mutated(item, depth + 1)))
-        return items
-    return value
+def mutated(draw: st.DrawFn, doc: Any, cache: bool = True) -> Any:
+    """A copy of ``doc`` with up to six edits at random places: a value replaced by one of its kind or by
+    anything, a field or item deleted or duplicated, a type swapped, nesting deeper than decoders allow."""
+    out = copy.deepcopy(doc)
+    paths = paths_of(doc, cache=cache)
+    for _ in range(draw(st.integers(0, 6))):
+        path = paths[draw(st.integers(0, len(paths) - 1))]
+        op = draw(st.integers(0, 6))
+        if not path:
+            if op in (0, 1):
+                out = draw(WEIRD)
+            elif op == 2:
+                out = swap_type(out)
+            continue
+        parent, key = _parent(out, path), path[-1]
+        try:
+            value = parent[key]
+        except (KeyError, IndexError, TypeError):
+            continue  # gone with an earlier edit
+        if op == 0:
+            parent[key] = draw(plausible(value))
+        elif op == 1:
+            parent[key] = draw(WEIRD)
+        elif op == 2:
+            del parent[key]
+        elif op == 3:
+            parent[key] = swap_type(value)
+        elif op == 4:
+            parent[key] = draw(deep())
+        elif op == 5 and isinstance(parent, list):
+            parent.insert(key, copy.deepcopy(value))
+        elif op == 5:
+            parent[draw(st.sampled_from(["extra", "", str(key).upper(), "error", "status", "data"]))] = value
+        else:
+            parent[key] = None
+    return out
 
 
 @st.composite
@@ -246,10 +309,20 @@ def _trim_lists(node: Any, keep: int) -> Any:
     return node
 
 
-def trimmed_page(name: str, rows: int = 3, items: int = 16) -> bytes:
+def trimmed_page(name: str, rows: int = 2, items: int = 4) -> bytes:
+    """A fixture page cut down to what the parsers read: a few rows, a few list items, no navigation."""
     raw = (FIXTURES / "html" / name).read_bytes()
     soup = BeautifulSoup(raw, "lxml")
-    _trim_rows(soup, rows, 2)
+    if soup.find("table") is not None or soup.find("script", id="__NEXT_DATA__") is not None:
+        for tag in soup.find_all(["nav", "footer", "header", "link", "style", "svg", "button"]):
+            tag.decompose()
+        for tag in soup.find_all("script"):
+            if tag.get("id") != "__NEXT_DATA__":
+                tag.decompose()
+        for tag in soup.find_all("meta"):
+            if not tag.get("charset"):
+                tag.decompose()
+    _trim_rows(soup, rows, 1)
     script = soup.find("script", id="__NEXT_DATA__")
     if script is not None:
         doc = _trim_lists(json.loads(script.get_text()), items)
@@ -312,7 +385,7 @@ def _next_data_mutation(draw: st.DrawFn, body: bytes) -> bytes:
 
     def walk(node: Any) -> Any:
         if isinstance(node, dict):
-            return {k: (draw(mutated(v)) if k == "cryptoCurrencyList" else walk(v)) for k, v in node.items()}
+            return {k: (draw(mutated(v, cache=False)) if k == "cryptoCurrencyList" else walk(v)) for k, v in node.items()}
         if isinstance(node, list):
             return [walk(v) for v in node]
         if isinstance(node, str) and "cryptoCurrencyList" in node and node.lstrip()[:1] == "{":

@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from cryptoviz import metrics
+from cryptoviz.api import app as app_module
 from cryptoviz.api.app import create_app, parse_interval
 from cryptoviz.api.server import ServerHandle, serve_in_thread
 from cryptoviz.config import Settings
@@ -210,8 +211,6 @@ def test_coins_pagination(api: httpx.Client) -> None:
     ("/api/coins/bitcoin/history", {"interval": "7x"}, "interval"),
     ("/api/coins/bitcoin/history", {"interval": "0"}, "interval"),
     ("/api/coins/bitcoin/history", {"start": "2026-11-27T13:00:00Z", "end": "2026-11-27T12:00:00Z"}, "start"),
-    ("/api/coins/bitcoin/history", {"start": "2026-01-01T00:00:00Z", "end": "2026-12-01T00:00:00Z",
-                                    "interval": "1s"}, "interval"),
     ("/api/coins/bitcoin/history", {"sources": "perhaps"}, "sources"),
     ("/api/sources", {"runs": 0}, "runs"),
 ])
@@ -222,6 +221,26 @@ def test_bad_parameters_are_named(api: httpx.Client, path: str, params: dict[str
     assert body["error"] == "invalid parameter"
     assert body["parameter"] == parameter
     assert body["detail"]
+
+
+def test_too_many_points_or_candles_ask_for_an_interval(api: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app_module, "MAX_POINTS", 6)
+    monkeypatch.setattr(app_module, "MAX_CANDLES", 3)
+    for params in ({}, {"interval": "1m"}):
+        response = api.get("/api/coins/bitcoin/history", params={**WINDOW, **params})
+        assert response.status_code == 422
+        assert response.json()["parameter"] == "interval"
+        assert "pass" in response.json()["detail"]
+    assert len(get(api, "/api/coins/bitcoin/history", interval="3m", **WINDOW)["candles"]) == 3
+    response = api.get("/api/coins/bitcoin/history", params={**WINDOW, "interval": "1h", "sources": "true"})
+    assert response.status_code == 422 and response.json()["parameter"] == "sources"
+
+
+def test_a_long_range_with_small_candles_is_fine_when_points_are_few(api: httpx.Client) -> None:
+    # Only stored points make candles: a year in 1 s buckets is 7 candles here, not 31 million.
+    year = get(api, "/api/coins/bitcoin/history", start="2026-01-01T00:00:00Z", end="2026-12-31T00:00:00Z",
+               interval="1s")
+    assert [(c["open"], c["close"], c["n"]) for c in year["candles"]] == [(p, p, 1) for p in BTC]
 
 
 def test_unknown_coin_and_route_are_404_json(api: httpx.Client) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hmac
 import importlib.resources
 import logging
-import math
 import re
 import threading
 from datetime import UTC, datetime, timedelta
@@ -377,10 +376,6 @@ def create_app(engine: sa.Engine, settings: Settings, *, poll_interval: float = 
                 step = parse_interval(interval)
             except ValueError as exc:
                 raise bad_parameter("interval", str(exc)) from None
-            buckets = math.ceil((stop - begin).total_seconds() / step)
-            if buckets > MAX_CANDLES:
-                raise bad_parameter("interval", f"{buckets} candles of {step}s in the range; at most "
-                                                f"{MAX_CANDLES}: pass a larger interval or a shorter range")
         if not queries.coin_exists(engine, coin_id):
             raise unknown(coin_id)
         points = candles = None
@@ -390,9 +385,12 @@ def create_app(engine: sa.Engine, settings: Settings, *, poll_interval: float = 
                 raise bad_parameter("interval", f"more than {MAX_POINTS} points in the range: pass an interval "
                                                 "(e.g. interval=1h) or a shorter range")
         else:
+            found = queries.history_candles(engine, coin_id, begin, stop, step, MAX_CANDLES + 1)
+            if len(found) > MAX_CANDLES:
+                raise bad_parameter("interval", f"more than {MAX_CANDLES} candles of {step}s in the range: "
+                                                "pass a larger interval or a shorter range")
             candles = [CandleOut(time=c.time, open=c.open, high=c.high, low=c.low, close=c.close,
-                                 volume=c.volume, n=c.n)
-                       for c in queries.history_candles(engine, coin_id, begin, stop, step)]
+                                 volume=c.volume, n=c.n) for c in found]
         lines = None
         if sources:
             lines = queries.source_lines(engine, coin_id, begin, stop, MAX_POINTS + 1)

@@ -168,11 +168,11 @@ def _epoch_seconds(engine: sa.Engine, column: sa.ColumnElement[Any]) -> sa.Colum
 
 
 def history_candles(engine: sa.Engine, coin_id: str, start: datetime, end: datetime,
-                    step: int) -> list[Candle]:
-    """OHLC candles of ``step`` seconds in [start, end], computed in SQL (SQLite and PostgreSQL).
+                    step: int, limit: int | None = None) -> list[Candle]:
+    """OHLC candles of ``step`` seconds in [start, end], oldest first, computed in SQL (SQLite and PostgreSQL).
 
     open = the first price of the bucket by time, close = the last, high/low = max/min, volume = the last
-    volume_24h, n = points in the bucket. Buckets without points are absent.
+    volume_24h, n = points in the bucket. Buckets without points are absent. At most ``limit`` candles.
     """
     start, end = utc(start), utc(end)
     h = currency_data_history
@@ -190,6 +190,8 @@ def history_candles(engine: sa.Engine, coin_id: str, start: datetime, end: datet
              .join(first, sa.and_(first.c.currency_id == coin_id, first.c.observed_at == agg.c.first_at))
              .join(last, sa.and_(last.c.currency_id == coin_id, last.c.observed_at == agg.c.last_at))
              .order_by(agg.c.bucket))
+    if limit is not None:
+        query = query.limit(limit)
     with engine.connect() as conn:
         rows = conn.execute(query).all()
     return [Candle(time=datetime.fromtimestamp(int(b) * step, tz=UTC),

@@ -2,12 +2,16 @@
 
 Idempotent on the primary keys: a redelivered message updates nothing that is newer and inserts no
 second history row, so at-least-once delivery gives exactly-once effect in the tables.
+
+PostgreSQL batches go through :mod:`cryptoviz.store.pg_copy` (binary COPY into staging tables, then one
+merge statement per table); SQLite batches through multi-row ``INSERT ... VALUES ... ON CONFLICT``
+statements built from :func:`snapshot_rows`. Both give the same rows.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,9 +25,6 @@ from cryptoviz.store.engine import redact
 from cryptoviz.store.tables import currencies, currency_data, currency_data_history, source_quotes
 
 logger = logging.getLogger(__name__)
-
-# Keep every statement under SQLite's and PostgreSQL's bound-parameter limits.
-_MAX_PARAMS = 30_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +45,6 @@ def _insert(table: sa.Table, dialect: str) -> Any:
     if dialect == "sqlite":
         return sqlite.insert(table)
     raise StoreError(f"unsupported database dialect {dialect!r}: use SQLite or PostgreSQL")
-
-
-def _chunks(rows: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
-    if not rows:
-        return
-    size = max(1, _MAX_PARAMS // max(1, len(rows[0])))
-    for start in range(0, len(rows), size):
-        yield rows[start:start + size]
 
 
 def _later(a: datetime, b: datetime) -> bool:
@@ -148,19 +141,42 @@ class SnapshotWriter:
     def write(self, snapshots: Sequence[CoinSnapshot]) -> WriteResult:
         if not snapshots:
             return WriteResult(0, 0, 0)
+        if self.dialect == "postgresql":
+            return self._write_postgres(snapshots)
         rows = snapshot_rows(snapshots, datetime.now(UTC))
         inserted = {"history": 0, "source_quotes": 0}
         try:
             with self.engine.begin() as conn:
                 # Order matters: currencies first (foreign keys), then the rows that point at them.
                 for table in ("currencies", "currency_data", "history", "source_quotes"):
-                    for chunk in _chunks(rows[table]):
-                        result = conn.execute(self._statements[table].values(chunk))
-                        if table in inserted:
-                            inserted[table] += len(result.all())
+                    if not rows[table]:
+                        continue
+                    # executemany of one compiled statement: SQLAlchemy sends multi-row VALUES pages
+                    # ("insertmanyvalues"), so no statement is compiled per batch.
+                    result = conn.execute(self._statements[table], rows[table])
+                    if table in inserted:
+                        inserted[table] += len(result.all())
         except sa.exc.DBAPIError as exc:
             raise StoreError(
                 f"writing {len(snapshots)} snapshots to {redact(str(self.engine.url))} failed: "
                 f"{type(exc.orig).__name__}: {str(exc.orig).strip().splitlines()[0] if exc.orig else exc}"
             ) from exc
         return WriteResult(len(snapshots), inserted["history"], inserted["source_quotes"])
+
+    def _write_postgres(self, snapshots: Sequence[CoinSnapshot]) -> WriteResult:
+        from cryptoviz.store import pg_copy
+
+        try:
+            with self.engine.begin() as conn:
+                info = conn.connection.info
+                history, quotes = pg_copy.write_batch(conn, snapshots, datetime.now(UTC))
+        except StoreError as exc:  # a value refused inside the transaction (rolled back)
+            raise StoreError(f"writing {len(snapshots)} snapshots to {redact(str(self.engine.url))} failed: "
+                             f"{exc}") from exc
+        except sa.exc.DBAPIError as exc:  # connecting or committing failed
+            raise StoreError(
+                f"writing {len(snapshots)} snapshots to {redact(str(self.engine.url))} failed: "
+                f"{type(exc.orig).__name__}: {str(exc.orig).strip().splitlines()[0] if exc.orig else exc}"
+            ) from exc
+        pg_copy.mark_ready(info)  # committed: this session's staging tables exist from now on
+        return WriteResult(len(snapshots), history, quotes)

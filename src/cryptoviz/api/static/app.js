@@ -453,6 +453,7 @@
       const data = await api("api/sources?runs=20");
       const box = $("sources");
       box.replaceChildren();
+      renderLastRun(data.last_run);
       if (!data.sources.length) {
         box.append(el("span", { class: "muted", text: "No cycle recorded yet." }));
         return;
@@ -466,6 +467,9 @@
           ["breaker", s.breaker],
           ["last ok", s.last_ok ? fmtTime(s.last_ok) : "never"],
         ];
+        rows.push(["fetch time", `${s.seconds.toFixed(2)} s`]);
+        const reasons = Object.entries(s.reasons || {}).sort((a, b) => b[1] - a[1]);
+        if (reasons.length) rows.push(["rejected by reason", reasons.map(([k, v]) => `${k} ${v}`).join(", ")]);
         if (s.failures_in_a_row) rows.push(["failures in a row", String(s.failures_in_a_row)]);
         if (s.last_error) rows.push(["last error", s.last_error]);
         const dl = el("dl");
@@ -479,6 +483,26 @@
     } catch (error) {
       reportError(error);
     }
+  }
+
+  function renderLastRun(run) {
+    const box = $("last-run");
+    box.replaceChildren();
+    if (!run) {
+      box.append(el("span", { class: "muted", text: "No cycle recorded yet." }));
+      return;
+    }
+    const seconds = run.finished_at ? (new Date(run.finished_at) - new Date(run.started_at)) / 1000 : null;
+    const rows = [
+      ["status", run.status],
+      ["started", fmtTime(run.started_at)],
+      ["duration", seconds === null ? "running" : `${seconds.toFixed(1)} s`],
+      ["coins published", String(run.published)],
+      ["fetched / rejected", `${run.fetched} / ${run.rejected}`],
+    ];
+    const dl = el("dl");
+    for (const [k, v] of rows) dl.append(el("dt", { text: k }), el("dd", { text: v, title: v }));
+    box.append(el("div", { class: "source run-" + run.status }, dl));
   }
 
   // --- live stream --------------------------------------------------------------------------------------
