@@ -84,8 +84,23 @@ def fresh_database(services: Services, label: str) -> Iterator[str]:
         migrate.upgrade(url)
         yield url
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_database(admin, name)
+
+
+def _drop_database(admin: str, name: str) -> None:
+    """Drop ``name``, retrying while an autovacuum worker (which FORCE may not end) still holds it."""
+    import psycopg
+
+    for attempt in range(20):
+        try:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except psycopg.Error as exc:
+            if attempt == 19:
+                progress(f"could not drop benchmark database {name}: {str(exc).strip()}")
+                return
+            time.sleep(0.5)
 
 
 @contextmanager

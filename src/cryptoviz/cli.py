@@ -396,7 +396,7 @@ def serve_command(port: Port = None, host: Host = None, database_url: DatabaseUr
         settings = _settings(database_url=database_url, api_port=port, api_host=host)
         configure_logging(settings)
         engine = open_store(settings)
-        console.print(f"dashboard: http://{settings.api_host}:{settings.api_port}/", highlight=False)
+        logger.info("serving the dashboard on http://%s:%d/ (Ctrl+C to stop)", settings.api_host, settings.api_port)
         serve_forever(create_app(engine, settings), settings.api_host, settings.api_port)
 
     _guard(go)

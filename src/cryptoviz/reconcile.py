@@ -63,6 +63,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 from operator import attrgetter, itemgetter
 
 from cryptoviz.models import CoinSnapshot, SourceQuote, SourceValue
@@ -226,7 +227,8 @@ def _reconcile(
     trust_of: dict[str, float] = {}
     coins: list[_Coin] = []
     claims: dict[tuple[str, str], list[int]] = {}
-    for members in _group(kept):
+    groups = _group_fast(kept)
+    for members in (groups if groups is not None else _group(kept)):
         rows: list[_Row] = []
         any_stale = False
         for i in members:
@@ -348,6 +350,121 @@ def _group(quotes: list[SourceQuote], ambiguous: frozenset[Key] = frozenset()) -
         else:
             out.append(members)
     return out
+
+
+_NAMES: dict[str, str] = {}  # normalise_name without the lru_cache call overhead (hot loop)
+_SYMBOLS: dict[str, str] = {}
+_CACHE_LIMIT = 1 << 16
+
+
+def _group_fast(quotes: list[SourceQuote]) -> list[list[int]] | None:
+    """``_group`` for the usual input, or None when the general algorithm is needed.
+
+    Usual: one vs currency, and no key held by two quotes of one source (ambiguous). The components are
+    then the connected components of the key graph, as ``_group`` finds them (same members, same order),
+    unless a chain of keys joins two quotes of one source (a clash: None too). Keys are kept per key class in plain dicts keyed by strings (the currency is the same for
+    all), much cheaper than building and hashing a tuple per key.
+    """
+    n = len(quotes)
+    if n == 0:
+        return []
+    currency = quotes[0].currency
+    names = _NAMES
+    symbols = _SYMBOLS
+    if len(names) > _CACHE_LIMIT:
+        names.clear()
+    if len(symbols) > _CACHE_LIMIT:
+        symbols.clear()
+    parent = list(range(n))
+    mask = [0] * n  # per root: the sources in its component (one bit per source)
+    links: list[int] = []  # pairs (i, j): quote i holds a key first held by quote j
+    link = links.append
+    by_cg: dict[str, int] = {}
+    by_cmc: dict[str, int] = {}
+    by_slug: dict[str, int] = {}
+    by_name: dict[tuple[str, str], int] = {}
+    held: dict[str, tuple[int, list[object]]] = {}  # per source: its bit, every key it holds
+    cg_sources = COINGECKO_SOURCES
+    cmc_sources = COINMARKETCAP_SOURCES
+    for i, q in enumerate(quotes):
+        if q.currency != currency:
+            return None
+        source = q.source
+        entry = held.get(source)
+        if entry is None:
+            entry = held[source] = (1 << len(held), [])
+        mask[i], mine = entry
+        own_slug = ""
+        if source in cg_sources:
+            sid = q.source_id
+            j = by_cg.setdefault(sid, i)
+            if j != i:
+                link(i)
+                link(j)
+            own_slug = sid.lower()
+            j = by_slug.setdefault(own_slug, i)
+            if j != i:
+                link(i)
+                link(j)
+            mine.append(own_slug)
+        elif source in cmc_sources:
+            j = by_cmc.setdefault(q.source_id, i)
+            if j != i:
+                link(i)
+                link(j)
+        slug = q.slug
+        if slug:
+            slug = slug.strip().lower()
+            if slug and slug != own_slug:
+                j = by_slug.setdefault(slug, i)
+                if j != i:
+                    link(i)
+                    link(j)
+                mine.append(slug)
+        raw = q.name
+        name = names.get(raw)
+        if name is None:
+            name = names[raw] = normalise_name(raw)
+        raw = q.symbol
+        symbol = symbols.get(raw)
+        if symbol is None:
+            symbol = symbols[raw] = raw.strip().upper()
+        if name and symbol:
+            key = (name, symbol)
+            j = by_name.setdefault(key, i)
+            if j != i:
+                link(i)
+                link(j)
+            mine.append(key)
+    # Source ids are unique within a source (one quote per source id is kept), slugs and names may not be.
+    for _bit, keys in held.values():
+        if len(set(keys)) != len(keys):
+            return None
+    for k in range(0, len(links), 2):
+        x = links[k]
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        y = links[k + 1]
+        while parent[y] != y:
+            parent[y] = parent[parent[y]]
+            y = parent[y]
+        if x != y:
+            if mask[x] & mask[y]:
+                return None  # a chain of keys joins two quotes of one source
+            parent[x] = y
+            mask[y] |= mask[x]
+    components: dict[int, list[int]] = {}
+    for i in range(n):
+        x = i
+        while parent[x] != x:
+            x = parent[x]
+        members = components.get(x)
+        if members is None:
+            components[x] = [i]
+        else:
+            members.append(i)
+    return list(components.values())
 
 
 def _split(members: list[int], quotes: list[SourceQuote], bits: list[int],

@@ -71,10 +71,47 @@ def validate_quotes(
     now_ts = timestamp(now)
     kept: list[SourceQuote] = []
     rejected: list[Rejection] = []
+    keep = kept.append
+    inf = math.inf
+    skew = CLOCK_SKEW_ALLOWANCE
+    tolerance = market_cap_tolerance
     for quote in quotes:
-        problem = _check(quote, now_ts, max_staleness, market_cap_tolerance)
+        # Fast path: one pass of plain comparisons that holds exactly when _check finds nothing (a NaN
+        # fails every comparison); any doubt goes to _check, which names the first broken rule.
+        price = quote.price
+        cap = quote.market_cap
+        volume = quote.volume_24h
+        circulating = quote.circulating_supply
+        total = quote.total_supply
+        maximum = quote.max_supply
+        change_1h = quote.change_1h
+        change_24h = quote.change_24h
+        change_7d = quote.change_7d
+        if (type(price) is float and 0.0 < price < inf
+                and (cap is None or (type(cap) is float and 0.0 <= cap < inf))
+                and (volume is None or (type(volume) is float and 0.0 <= volume < inf))
+                and (circulating is None or (type(circulating) is float and 0.0 <= circulating < inf))
+                and (total is None or (type(total) is float and 0.0 <= total < inf))
+                and (maximum is None or (type(maximum) is float and 0.0 <= maximum < inf))
+                and (change_1h is None or (type(change_1h) is float and -inf < change_1h < inf))
+                and (change_24h is None or (type(change_24h) is float and -inf < change_24h < inf))
+                and (change_7d is None or (type(change_7d) is float and -inf < change_7d < inf))):
+            if cap is not None and circulating is not None and cap > 0 and circulating > 0:
+                implied = price * circulating
+                mismatch = not implied < inf or abs(cap - implied) > tolerance * (cap if cap > implied else implied)
+            else:
+                mismatch = False
+            if not mismatch:
+                when = quote.last_updated
+                if when is None:
+                    when = quote.collected_at
+                age = now_ts - (when.timestamp() if when.tzinfo is not None else timestamp(when))
+                if not (-age > skew or age > max_staleness):
+                    keep(quote)
+                    continue
+        problem = _check(quote, now_ts, max_staleness, tolerance)
         if problem is None:
-            kept.append(quote)
+            keep(quote)
         else:
             rejected.append(problem)
     return kept, rejected

@@ -103,9 +103,7 @@ def runs() -> list[RunReport]:
     return out
 
 
-@pytest.fixture(scope="module")
-def db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('api') / 'api.db'}"
+def build_database(url: str) -> None:
     migrate.upgrade(url)
     engine = make_engine(url)
     writer = SnapshotWriter(engine)
@@ -114,12 +112,28 @@ def db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     for run in runs():
         record_run(engine, run)
     engine.dispose()
-    return url
+
+
+def no_token() -> Settings:
+    # Explicit values win over CRYPTOVIZ_* variables: a developer's token never steers these tests.
+    return Settings(_env_file=None, api_token=None)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="module")
+def shared_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sa.Engine]:
+    """The designed database, read-only: tests that write use ``engine`` (their own copy)."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('api') / 'api.db'}"
+    build_database(url)
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture
-def engine(db_url: str) -> Iterator[sa.Engine]:
-    engine = make_engine(db_url)
+def engine(tmp_path: Path) -> Iterator[sa.Engine]:
+    url = f"sqlite:///{tmp_path / 'api.db'}"
+    build_database(url)
+    engine = make_engine(url)
     yield engine
     engine.dispose()
 
@@ -131,7 +145,7 @@ class Served:
 
 
 def serve(engine: sa.Engine, settings: Settings | None = None, poll_interval: float = 2.0) -> Iterator[Served]:
-    app = create_app(engine, settings or Settings(_env_file=None), poll_interval=poll_interval)  # type: ignore[call-arg]
+    app = create_app(engine, settings or no_token(), poll_interval=poll_interval)
     handle = serve_in_thread(app, port=0)
     http = httpx.Client(base_url=handle.url, timeout=10)
     try:
@@ -141,9 +155,10 @@ def serve(engine: sa.Engine, settings: Settings | None = None, poll_interval: fl
         handle.stop()
 
 
-@pytest.fixture
-def api(engine: sa.Engine) -> Iterator[httpx.Client]:
-    for served in serve(engine):
+@pytest.fixture(scope="module")
+def api(shared_engine: sa.Engine) -> Iterator[httpx.Client]:
+    """One server over the designed database for the read-only tests."""
+    for served in serve(shared_engine):
         yield served.http
 
 
@@ -459,9 +474,9 @@ def test_openapi_documents_the_endpoints(api: httpx.Client) -> None:
 
 
 @pytest.fixture
-def secured(engine: sa.Engine) -> Iterator[Served]:
+def secured(shared_engine: sa.Engine) -> Iterator[Served]:
     settings = Settings(_env_file=None, api_token=SecretStr(TOKEN))  # type: ignore[call-arg]
-    yield from serve(engine, settings, poll_interval=0.2)
+    yield from serve(shared_engine, settings, poll_interval=0.2)
 
 
 def test_token_is_required_on_api_and_metrics(secured: Served) -> None:
@@ -497,7 +512,7 @@ def test_token_is_required_on_api_and_metrics(secured: Served) -> None:
 
 def events(response: httpx.Response) -> Iterator[tuple[str, str]]:
     """(event name, data) per SSE event; comments come out as ('comment', text)."""
-    name, data = "message", []
+    name, data = "message", list[str]()
     for line in response.iter_lines():
         if line == "":
             if data:
@@ -541,8 +556,8 @@ def test_stream_sends_a_snapshot_then_keepalives_then_the_new_observation(engine
         assert served.http.get("/healthz").status_code == 200
 
 
-def test_stopping_the_server_ends_open_streams(engine: sa.Engine) -> None:
-    app = create_app(engine, Settings(_env_file=None), poll_interval=0.2)  # type: ignore[call-arg]
+def test_stopping_the_server_ends_open_streams(shared_engine: sa.Engine) -> None:
+    app = create_app(shared_engine, no_token(), poll_interval=0.2)
     handle = serve_in_thread(app, port=0)
     with httpx.Client(base_url=handle.url, timeout=10) as http, http.stream("GET", "/api/stream") as response:
         stream = events(response)
@@ -558,8 +573,8 @@ def test_stopping_the_server_ends_open_streams(engine: sa.Engine) -> None:
 # --- the server ------------------------------------------------------------------------------------------------
 
 
-def test_port_zero_gives_a_real_port_and_a_taken_port_is_a_clear_error(engine: sa.Engine) -> None:
-    app = create_app(engine, Settings(_env_file=None))  # type: ignore[call-arg]
+def test_port_zero_gives_a_real_port_and_a_taken_port_is_a_clear_error(shared_engine: sa.Engine) -> None:
+    app = create_app(shared_engine, no_token())
     with serve_in_thread(app, port=0) as handle:
         assert handle.port > 0 and handle.url == f"http://127.0.0.1:{handle.port}"
         assert httpx.get(f"{handle.url}/healthz", timeout=5).status_code == 200

@@ -286,12 +286,10 @@ def create_app(engine: sa.Engine, settings: Settings, *, poll_interval: float = 
                            "missing or wrong bearer token: send 'Authorization: Bearer <token>'",
                            headers={"WWW-Authenticate": "Bearer"})
 
-    def require_token(request: Request,
-                      credentials: Credentials) -> None:
+    def require_token(request: Request, credentials: Credentials) -> None:
         check(request, credentials, query=False)
 
-    def require_token_or_query(request: Request,
-                               credentials: Credentials) -> None:
+    def require_token_or_query(request: Request, credentials: Credentials) -> None:
         check(request, credentials, query=True)
 
     protected = [Depends(require_token)] if token else []

@@ -6,7 +6,7 @@ Deterministic given a seed, with injectable faults; used by ``cryptoviz demo`` a
         settings = load_settings(**sim.settings_overrides())
 """
 
-from cryptoviz.simulator.coins import COINS, CoinSpec
+from cryptoviz.simulator.coins import COINS, CoinSpec, make_coin
 from cryptoviz.simulator.faults import FAULT_NAMES, FaultInjector, FaultRule, Faults
 from cryptoviz.simulator.market import FIAT_PER_USD, SUPPORTED_CURRENCIES, Market
 from cryptoviz.simulator.server import Simulator, start_simulator
@@ -22,5 +22,6 @@ __all__ = [
     "Faults",
     "Market",
     "Simulator",
+    "make_coin",
     "start_simulator",
 ]

@@ -215,6 +215,19 @@ COINS: tuple[CoinSpec, ...] = _build()
 """Every coin the simulator knows; the first ``n_coins`` of them are served."""
 
 
+def make_coin(name: str, symbol: str, *, cg_id: str | None = None, cmc_id: int = 99_001,
+              slug: str | None = None, price: float = 1.25, circulating_supply: float = 5e8,
+              max_supply: float | None = None, category: str = "meme") -> CoinSpec:
+    """A coin of your own for ``start_simulator(extra_coins=[...])``: any name, symbol or id, served as is.
+
+    ``cg_id`` (the CoinGecko id, default: ``slug``) and ``slug`` (CoinMarketCap's, default: the name
+    lower-cased, spaces as dashes) are not escaped or checked: hostile names are the point.
+    """
+    slug = slug if slug is not None else name.lower().replace(" ", "-")
+    return CoinSpec(cg_id if cg_id is not None else slug, cmc_id, slug, name, symbol, float(price),
+                    float(circulating_supply), float(circulating_supply), max_supply, category, "2024-01-01")
+
+
 def coins(n: int | None = None) -> tuple[CoinSpec, ...]:
     """The first ``n`` coins (all by default); ``n`` must be between 1 and ``len(COINS)``."""
     if n is None:

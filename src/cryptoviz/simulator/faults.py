@@ -5,16 +5,20 @@ A fault spec is a comma-separated list of ``name[@source][=probability]``:
 * ``rate-limit``    429 with ``Retry-After: 1`` and the source's real error body;
 * ``server-error``  500;
 * ``slow``          the answer is delayed by ``slow_seconds``;
+* ``garbage``       200 with a body that is not the page: the real body cut short, or binary junk
+                    (alternately), as a broken proxy or a dropped connection would leave it;
 * ``malformed``     a few items of the page are broken: a price ``"n/a"``, a missing id, an item that is a
                     bare string (HTML pages: a price ``"n/a"`` only);
 * ``outlier``       one source (``coinmarketcap`` unless ``outlier@<source>``) reports one coin
                     (``ethereum``) at 10x its price from that source's third cycle on; a cycle is a
                     successful request for the first page. Its probability is ignored: it is a schedule.
 
-``none`` disables everything, ``all`` enables all five, ``demo`` is :meth:`Faults.demo_default`.
+``none`` disables everything, ``all`` enables all six, ``demo`` is :meth:`Faults.demo_default`.
 Without ``@source`` a fault applies to every source; a rule naming a source wins over a general one.
-Unless ``consecutive_errors`` is set, a source never answers two requests in a row with an error, so one
-retry always succeeds. Every decision is drawn from the seed, the source and the request number.
+Unless ``consecutive_errors`` is set, a source never answers two requests in a row with an error
+(``rate-limit``, ``server-error`` or ``garbage``), so one retry always succeeds; with it, a probability of
+1 makes a source fail every time (a storm). Every decision is drawn from the seed, the source and the
+request number.
 """
 
 from __future__ import annotations
@@ -27,10 +31,10 @@ from typing import Any, Literal
 
 from cryptoviz.config import KNOWN_SOURCES
 
-FAULT_NAMES = ("rate-limit", "server-error", "slow", "malformed", "outlier")
-ERROR_FAULTS = ("rate-limit", "server-error")
+FAULT_NAMES = ("rate-limit", "server-error", "slow", "malformed", "outlier", "garbage")
+ERROR_FAULTS = ("rate-limit", "server-error", "garbage")
 DEFAULT_PROBABILITY: dict[str, float] = {
-    "rate-limit": 0.2, "server-error": 0.2, "slow": 0.2, "malformed": 1.0, "outlier": 1.0,
+    "rate-limit": 0.2, "server-error": 0.2, "slow": 0.2, "malformed": 1.0, "outlier": 1.0, "garbage": 0.2,
 }
 DEMO_ERROR_PROBABILITY = 0.08
 
@@ -179,7 +183,7 @@ class Decision:
     source: str
     request: int  # 1-based number of this request to the source
     cycle: int  # cycles served so far, this one included when it is a first page
-    error: str | None = None  # "rate-limit" or "server-error"
+    error: str | None = None  # "rate-limit", "server-error" or "garbage"
     delay: float = 0.0
     malformed_seed: int | None = None  # set when items must be broken
     outlier: bool = False
@@ -208,8 +212,9 @@ class FaultInjector:
             state = self._sources.setdefault(source, _SourceState())
             state.requests += 1
             rng = random.Random(f"{self.seed}/faults/{source}/{state.requests}")
-            draws = {name: rng.random() for name in FAULT_NAMES}
+            draws = {name: rng.random() for name in FAULT_NAMES if name != "garbage"}
             malformed_seed = rng.getrandbits(32)
+            draws["garbage"] = rng.random()  # drawn last: the other decisions stay what they were before it
 
             def hit(name: str) -> bool:
                 return draws[name] < faults.probability(name, source)

@@ -30,7 +30,7 @@ from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from cryptoviz.simulator import faults as _faults
-from cryptoviz.simulator.coins import coins
+from cryptoviz.simulator.coins import CoinSpec, coins
 from cryptoviz.simulator.faults import Decision, FaultInjector, Faults, ItemStyle
 from cryptoviz.simulator.market import COINGECKO_PERIODS, SUPPORTED_CURRENCIES, Market
 
@@ -113,6 +113,18 @@ def _cmc_error(http_status: int, now: datetime, error_code: int, message: str,
     return _json(http_status, {"status": _cmc_status(now, error_code, message)}, headers)
 
 
+# What a broken proxy may pass on with a 200: the start of a gzip stream, served without Content-Encoding.
+GARBAGE_BYTES = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xed\xbd\x07`\x1cI\x96%&/m\xca{\x7fJ\xf5J\xd7\xe0t\xa1\x08"
+
+
+def _garbage(response: _Response, decision: Decision) -> _Response:
+    """The ``garbage`` fault: a 200 whose body is not the page, alternately the real body cut in half (a
+    dropped connection) and binary junk."""
+    if decision.request % 2:
+        return _Response(200, response.body[:max(1, len(response.body) // 2)], response.content_type)
+    return _Response(200, GARBAGE_BYTES, "application/octet-stream")
+
+
 def _html_error(status: int, title: str, headers: dict[str, str] | None = None) -> _Response:
     page = (f"<!DOCTYPE html><html><head><title>{status} {title}</title></head>"
             f"<body><h1>{title}</h1></body></html>")
@@ -158,14 +170,16 @@ class Simulator:
     """
 
     def __init__(self, port: int = 0, faults: Faults | str | None = None, seed: int = 0,
-                 n_coins: int = 200, step_seconds: float = 1.0, host: str = "127.0.0.1") -> None:
+                 n_coins: int = 200, step_seconds: float = 1.0, host: str = "127.0.0.1",
+                 extra_coins: Sequence[CoinSpec] = ()) -> None:
         self.host = host
         self.port = port
         self.seed = seed
         # None means the demo set (what ``cryptoviz simulate``/``demo`` run); "none" means no fault at all
         self.faults = Faults.demo_default() if faults is None else Faults.coerce(faults)
         self.step_seconds = step_seconds
-        self.coins = coins(n_coins)
+        # extra_coins: served after the first n_coins, e.g. names that must survive every layer verbatim
+        self.coins = coins(n_coins) + tuple(extra_coins)
         self.market = Market(seed, self.coins, step_seconds=step_seconds)
         self.injector = FaultInjector(self.faults, seed)
         self._market_lock = threading.Lock()
@@ -333,7 +347,8 @@ class Simulator:
         if ids:
             items = [item for item in items if item["id"] in ids]
         start = (page - 1) * per_page
-        return _json(200, self._maybe_corrupt(items[start:start + per_page], decision, "coingecko"))
+        response = _json(200, self._maybe_corrupt(items[start:start + per_page], decision, "coingecko"))
+        return _garbage(response, decision) if decision.error == "garbage" else response
 
     # --- CoinMarketCap API -----------------------------------------------------------------------
 
@@ -365,7 +380,8 @@ class Simulator:
         credits = max(1, math.ceil(len(data) / 200)) + max(0, len(convert) - 1)
         status = _cmc_status(datetime.now(UTC), elapsed=round((time.perf_counter() - began) * 1000),
                              credit_count=credits, total_count=len(items))
-        return _json(200, {"status": status, "data": data})
+        response = _json(200, {"status": status, "data": data})
+        return _garbage(response, decision) if decision.error == "garbage" else response
 
     # --- HTML pages ------------------------------------------------------------------------------
 
@@ -399,7 +415,7 @@ class Simulator:
         vs_currency = _HTML_LANGS[lang][0]
 
         decision = self._decide("coingecko-html", first_page=page == 1)
-        if decision.error is not None:
+        if decision.error is not None and decision.error != "garbage":
             return self._html_fault(decision)
         with self._market_lock:
             items = self.market.coingecko_markets(
@@ -427,7 +443,7 @@ class Simulator:
         convert = _HTML_LANGS[lang][1]
 
         decision = self._decide("coinmarketcap-html", first_page=page == 1)
-        if decision.error is not None:
+        if decision.error is not None and decision.error != "garbage":
             return self._html_fault(decision)
         with self._market_lock:
             items = self.market.coinmarketcap_listings(
@@ -447,21 +463,24 @@ class Simulator:
                 render: Callable[[list[Any]], str]) -> _Response:
         broken = self._maybe_corrupt(list(items), decision, "html")
         try:
-            return _html(200, render(broken))
+            response = _html(200, render(broken))
         except Exception:
             if broken == list(items):
                 raise
             # the renderer cannot show a broken value: serve the page intact rather than fail
             logger.debug("renderer rejected malformed items; serving the page intact", exc_info=True)
-            return _html(200, render(list(items)))
+            response = _html(200, render(list(items)))
+        return _garbage(response, decision) if decision.error == "garbage" else response
 
 
 def start_simulator(port: int = 0, faults: Faults | str | None = None, seed: int = 0, n_coins: int = 200,
-                    step_seconds: float = 1.0, host: str = "127.0.0.1") -> Simulator:
+                    step_seconds: float = 1.0, host: str = "127.0.0.1",
+                    extra_coins: Sequence[CoinSpec] = ()) -> Simulator:
     """Start a simulator in a background thread and return it (call ``stop()`` when done).
 
     ``faults``: a :class:`Faults`, a spec such as ``"rate-limit,outlier"`` or ``"none"``; ``None`` is
-    :meth:`Faults.demo_default`.
+    :meth:`Faults.demo_default`. ``extra_coins``: more coins (see :func:`make_coin`) served after the
+    first ``n_coins``.
     """
     return Simulator(port=port, faults=faults, seed=seed, n_coins=n_coins, step_seconds=step_seconds,
-                     host=host).start()
+                     host=host, extra_coins=extra_coins).start()

@@ -300,11 +300,17 @@ class CoinGeckoSource:
             "vs_currency": self._settings.vs_currency, "order": "market_cap_desc",
             "per_page": per_page, "page": page, "price_change_percentage": "1h,24h,7d",
         }
-        response = self._http.get(self.name, self.url, params=params, headers=self._headers())
-        try:
-            count = check_response(response)
-        except SourceError as exc:
-            raise redact_error(exc, [self._key]) from None  # servers may echo what they were sent
+        count = 0
+
+        def check(response: httpx.Response) -> None:
+            nonlocal count
+            try:
+                count = check_response(response)
+            except SourceError as exc:
+                raise redact_error(exc, [self._key]) from None  # servers may echo what they were sent
+
+        # The check runs inside the HTTP client: a body cut short is retried and counted by the breaker.
+        response = self._http.get(self.name, self.url, params=params, headers=self._headers(), check=check)
         raw = RawPage(source=self.name, body=response.content, extension="json",
                       fetched_at=self._now(), url=str(response.url))
         return raw, count

@@ -207,12 +207,18 @@ def check_response(response: httpx.Response) -> int:
     """Raise the source error a response stands for; else return how many coins it holds."""
     status = response.status_code
     try:
-        data = check_envelope(load_json(response.content, SOURCE), status)
+        doc = load_json(response.content, SOURCE)
+        data = check_envelope(doc, status)
     except ParseError as exc:
+        what = str(exc).removeprefix(SOURCE + ": ")
+        if status < 400 and what.startswith(("expected JSON, got invalid JSON", "expected JSON, got an empty")):
+            # No JSON with a success status: a body cut short or mangled on the way, not a new API.
+            raise TransientSourceError(
+                SOURCE, f"{what} (HTTP {status}); the body was cut short? retry later", status=status) from None
         if status >= 400:
             raise _status_error(status) from None
         raise TerminalSourceError(
-            SOURCE, f"{str(exc).removeprefix(SOURCE + ': ')} (HTTP {status}); has the API changed? "
+            SOURCE, f"{what} (HTTP {status}); has the API changed? "
                     "check CRYPTOVIZ_COINMARKETCAP_BASE_URL", status=status) from None
     if status >= 400:
         raise _status_error(status)
@@ -260,13 +266,19 @@ class CoinMarketCapSource:
         # Only full pages are followed by another, so page n starts after n-1 full ones.
         params: dict[str, str | int] = {"start": 1 + (number - 1) * MAX_LIMIT, "limit": limit,
                                         "convert": self._settings.vs_currency.upper()}
-        # 429 is passed through: its body says which limit was hit (per minute, day, month).
+        count = 0
+
+        def check(response: httpx.Response) -> None:
+            nonlocal count
+            try:
+                count = check_response(response)
+            except SourceError as exc:
+                raise redact_error(exc, [self._key]) from None  # servers may echo what they were sent
+
+        # 429 is passed through: its body says which limit was hit (per minute, day, month). The check
+        # runs inside the HTTP client, so error envelopes and bodies cut short count as failed requests.
         response = self._http.get(self.name, self.url, params=params, headers=self._headers(),
-                                  passthrough={429})
-        try:
-            count = check_response(response)
-        except SourceError as exc:
-            raise redact_error(exc, [self._key]) from None  # servers may echo what they were sent
+                                  passthrough={429}, check=check)
         raw = RawPage(source=self.name, body=response.content, extension="json",
                       fetched_at=self._now(), url=str(response.url))
         return raw, count

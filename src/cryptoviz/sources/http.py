@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
+Check = Callable[[httpx.Response], object]  # raises the SourceError a response stands for
 BreakerState = Literal["closed", "open", "half-open"]
 
 USER_AGENT = "cryptoviz/0.1"
@@ -285,8 +286,15 @@ class HttpClient:
 
     def get(self, source: str, url: str, params: Mapping[str, str | int] | None = None,
             headers: Mapping[str, str] | None = None, *,
-            passthrough: Collection[int] = ()) -> httpx.Response:
-        """GET ``url`` for ``source``. Statuses in ``passthrough`` are returned as-is, never retried."""
+            passthrough: Collection[int] = (), check: Check | None = None) -> httpx.Response:
+        """GET ``url`` for ``source``. Statuses in ``passthrough`` are returned as-is, never retried.
+
+        ``check(response)`` reads a response that would be returned and raises the ``SourceError`` its body
+        stands for (an error envelope, a body cut short). A ``TransientSourceError`` from it is a failed
+        attempt like a 5xx: retried (unless the status is in ``passthrough`` or the error carries
+        ``retry_after``) and counted by the circuit breaker, so a source that keeps answering 200 with
+        garbage, or 429 envelopes, is backed off too. A ``TerminalSourceError`` is raised at once.
+        """
         secrets = [*self._secrets, *sensitive_values(headers)]
         breaker = self.breaker(source)
         if not breaker.allow():
@@ -296,7 +304,7 @@ class HttpClient:
                         f"another {wait:.0f}s; the source is probably down, nothing to do but wait",
                 retry_after=wait)
         try:
-            response = self._get_with_retries(source, url, params, headers, passthrough, secrets)
+            response = self._get_with_retries(source, url, params, headers, passthrough, secrets, check)
         except TransientSourceError as exc:
             breaker.record_failure()
             raise redact_error(exc, secrets) from None
@@ -307,14 +315,14 @@ class HttpClient:
 
     def _get_with_retries(self, source: str, url: str, params: Mapping[str, str | int] | None,
                           headers: Mapping[str, str] | None, passthrough: Collection[int],
-                          secrets: list[str]) -> httpx.Response:
+                          secrets: list[str], check: Check | None = None) -> httpx.Response:
         host = httpx.URL(url).host or url
         attempts = self.retries + 1
         for attempt in range(1, attempts + 1):
             limiter = self.limiter(source)
             if limiter is not None:
                 limiter.acquire()
-            outcome, delay = self._attempt(source, host, url, params, headers, passthrough, attempt)
+            outcome, delay = self._attempt(source, host, url, params, headers, passthrough, attempt, check)
             if isinstance(outcome, httpx.Response):
                 return outcome
             if attempt == attempts or delay is None:
@@ -328,7 +336,7 @@ class HttpClient:
 
     def _attempt(self, source: str, host: str, url: str, params: Mapping[str, str | int] | None,
                  headers: Mapping[str, str] | None, passthrough: Collection[int],
-                 attempt: int) -> tuple[httpx.Response | SourceError, float | None]:
+                 attempt: int, check: Check | None = None) -> tuple[httpx.Response | SourceError, float | None]:
         """One request: the response to return, or the error to raise with the delay before a retry
         (``None``: do not retry)."""
         tried = f"after {attempt} attempt{'s' if attempt > 1 else ''}"
@@ -339,6 +347,14 @@ class HttpClient:
             return error, (self._backoff(attempt) if isinstance(error, TransientSourceError) else None)
         status = response.status_code
         if status in passthrough or (status < 500 and status != 429):
+            if check is not None:
+                try:
+                    check(response)
+                except TransientSourceError as exc:
+                    retry = status not in passthrough and exc.retry_after is None
+                    return exc, (self._backoff(attempt) if retry else None)
+                except SourceError as exc:
+                    return exc, None
             return response, None
         detail = error_detail(response)
         detail = f" ({detail})" if detail else ""

@@ -1,19 +1,26 @@
-"""PostgreSQL batch path of the writer: binary COPY into staging tables, then one merge per table.
+"""PostgreSQL batch path of the writer: binary COPY, then one set-based statement per table.
 
 Per batch, in the caller's one transaction:
 
-1. ``COPY ... FROM STDIN (FORMAT BINARY)`` of one row per snapshot and one row per source value into two
-   session-local staging tables (``TEMPORARY ... ON COMMIT DELETE ROWS``: created once per database
-   session, emptied by every commit, never WAL-logged);
-2. one ``INSERT ... SELECT ... ON CONFLICT`` per target table, in foreign-key order: ``currencies``,
-   ``currency_data``, ``currency_data_history``, ``source_quotes``.
+1. ``COPY ... FROM STDIN (FORMAT BINARY)`` of one row per snapshot into a session-local staging table
+   (``TEMPORARY ... ON COMMIT DELETE ROWS``: created once per database session, emptied by every commit,
+   never WAL-logged);
+2. one ``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` each for ``currencies`` and ``currency_data``
+   (foreign keys: the coins first);
+3. the new rows, optimistically, inside a savepoint: a plain ``INSERT ... SELECT`` of the staged rows into
+   ``currency_data_history`` and a binary ``COPY`` of the source values straight into ``source_quotes``.
+   A batch that holds a row already stored (a redelivery after a crash or a rebalance) or the same key
+   twice fails that with a unique violation; it is then rolled back to the savepoint and done the
+   idempotent way: the source values are staged too and both tables get ``INSERT ... SELECT DISTINCT ON
+   ... ON CONFLICT DO NOTHING``. Plain inserts skip the conflict arbitration, and the source values
+   (two or more rows per snapshot) skip the staging table, which makes the usual batch markedly cheaper.
 
-The merges reproduce :func:`cryptoviz.store.writer.snapshot_rows` plus the upserts of the generic path
-exactly: within a batch the latest observation of a key wins (``DISTINCT ON`` ordered by time, then by
-position in the batch, the later one winning a tie), ``first_seen_at`` is the earliest observation;
+The statements reproduce :func:`cryptoviz.store.writer.snapshot_rows` plus the upserts of the generic
+path exactly: within a batch the latest observation of a key wins (``DISTINCT ON`` ordered by time, then
+by position in the batch, the later one winning a tie), ``first_seen_at`` is the earliest observation;
 against the tables, a current row is only replaced by a newer-or-equal ``observed_at``, ids are
-coalesced, and history and source quotes are insert-only (``ON CONFLICT DO NOTHING``), so a replayed
-batch adds no row. The inserted counts come from the command tags of those two inserts.
+coalesced, and history and source quotes are insert-only, so a replayed batch adds no row. The inserted
+counts come from the command tags (or the number of rows copied when nothing conflicted).
 
 The only per-row Python work is building the tuple that ``copy.write_row`` encodes (in C).
 """
@@ -65,6 +72,11 @@ COPY_SNAPSHOTS = _copy(STAGE_SNAPSHOTS, _SNAPSHOT_COLUMNS)
 COPY_QUOTES = _copy(STAGE_QUOTES, _QUOTE_COLUMNS)
 SNAPSHOT_TYPES = [type_ for _, type_ in _SNAPSHOT_COLUMNS]
 QUOTE_TYPES = [type_ for _, type_ in _QUOTE_COLUMNS]
+# The source values straight into the table (no seq column): the optimistic path.
+COPY_SOURCE_QUOTES = (f"COPY source_quotes ({', '.join(name for name, _ in _QUOTE_COLUMNS[1:])}) "
+                      "FROM STDIN (FORMAT BINARY)")
+SOURCE_QUOTE_TYPES = QUOTE_TYPES[1:]
+SAVEPOINT = "cryptoviz_new_rows"
 
 # The latest observation of each coin in the batch (a later position wins a tie). Rows are merged in key
 # order, so concurrent writers lock rows in the same order.
@@ -103,6 +115,10 @@ WHERE d.observed_at <= EXCLUDED.observed_at
 
 _HISTORY = ("currency_id", "observed_at", "rank", "price", "market_cap", "volume_24h", "change_1h",
             "change_24h", "change_7d", "confidence", "n_sources", "sources", "currency")
+INSERT_HISTORY_NEW = f"""
+INSERT INTO currency_data_history ({", ".join(_HISTORY)})
+SELECT {", ".join(_HISTORY)} FROM {STAGE_SNAPSHOTS}
+"""
 INSERT_HISTORY = f"""
 INSERT INTO currency_data_history ({", ".join(_HISTORY)})
 SELECT DISTINCT ON (currency_id, observed_at) {", ".join(_HISTORY)}
@@ -128,12 +144,15 @@ def _aware(value: datetime) -> datetime:
 
 
 def staging_rows(snapshots: Sequence[CoinSnapshot]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """(snapshot rows, source-value rows) in the staging tables' column order, in batch order."""
+    """(snapshot rows, source-value rows) in batch order.
+
+    Snapshot rows follow the staging table's columns; source-value rows follow ``source_quotes``'s (the
+    staging table's without its leading ``seq``).
+    """
     snap_rows: list[tuple[Any, ...]] = []
     quote_rows: list[tuple[Any, ...]] = []
     add_snap = snap_rows.append
     add_quote = quote_rows.append
-    seq = 0
     for s in snapshots:
         observed = s.observed_at
         if observed.tzinfo is None:
@@ -144,9 +163,8 @@ def staging_rows(snapshots: Sequence[CoinSnapshot]) -> tuple[list[tuple[Any, ...
             last = v.last_updated
             if last is not None and last.tzinfo is None:
                 last = last.replace(tzinfo=UTC)
-            add_quote((seq, coin, v.source, observed, v.source_id, v.price, v.market_cap, v.volume_24h, last,
-                       v.used, v.dropped_reason))
-            seq += 1
+            add_quote((coin, v.source, observed, v.source_id, v.price, v.market_cap, v.volume_24h, last, v.used,
+                       v.dropped_reason))
             if v.used:
                 used.append(v.source)
         add_snap((len(snap_rows), coin, s.symbol, s.name, s.slug, s.coingecko_id, s.coinmarketcap_id, s.rank,
@@ -178,27 +196,41 @@ def write_batch(conn: sa.Connection, snapshots: Sequence[CoinSnapshot], now: dat
     if not isinstance(raw, psycopg.Connection):
         raise StoreError(f"the PostgreSQL COPY path needs psycopg 3, got {type(raw).__module__}")
     snap_rows, quote_rows = staging_rows(snapshots)
-    history = quotes = 0
     try:
         with raw.cursor() as cur:
             if not pooled.info.get(_READY):
                 for statement in CREATE_STAGING:
                     cur.execute(statement)
             _copy_rows(cur, COPY_SNAPSHOTS, SNAPSHOT_TYPES, snap_rows)
-            _copy_rows(cur, COPY_QUOTES, QUOTE_TYPES, quote_rows)
             cur.execute(MERGE_CURRENCIES)
             cur.execute(MERGE_CURRENT, {"now": now})
-            cur.execute(INSERT_HISTORY)
-            history = max(cur.rowcount, 0)
-            if quote_rows:
-                cur.execute(INSERT_QUOTES)
-                quotes = max(cur.rowcount, 0)
+            return _insert_new_rows(cur, quote_rows)
     except psycopg.Error as exc:
         text = str(exc).strip()
         raise StoreError(f"{type(exc).__name__}: {text.splitlines()[0] if text else 'refused'}") from exc
     except (TypeError, ValueError, OverflowError) as exc:  # a value the binary encoder cannot send
         raise StoreError(f"a value of the batch cannot be stored: {type(exc).__name__}: {exc}") from exc
-    return history, quotes
+
+
+def _insert_new_rows(cur: psycopg.Cursor[Any], quote_rows: list[tuple[Any, ...]]) -> tuple[int, int]:
+    """History and source-quote rows: plain inserts when none exists yet, else the idempotent merge."""
+    cur.execute(f"SAVEPOINT {SAVEPOINT}")
+    try:
+        cur.execute(INSERT_HISTORY_NEW)
+        history = max(cur.rowcount, 0)
+        _copy_rows(cur, COPY_SOURCE_QUOTES, SOURCE_QUOTE_TYPES, quote_rows)
+    except psycopg.errors.UniqueViolation:
+        # Rows already stored (a redelivered batch) or one key twice in the batch: skip what exists.
+        cur.execute(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
+        cur.execute(INSERT_HISTORY)
+        history = max(cur.rowcount, 0)
+        if not quote_rows:
+            return history, 0
+        _copy_rows(cur, COPY_QUOTES, QUOTE_TYPES, [(seq, *row) for seq, row in enumerate(quote_rows)])
+        cur.execute(INSERT_QUOTES)
+        return history, max(cur.rowcount, 0)
+    cur.execute(f"RELEASE SAVEPOINT {SAVEPOINT}")
+    return history, len(quote_rows)
 
 
 def mark_ready(info: dict[Any, Any]) -> None:

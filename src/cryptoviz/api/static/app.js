@@ -29,6 +29,7 @@
     lastObserved: null,
     sourceColors: {},
     loadingChart: 0,
+    started: false,
   };
 
   const $ = (id) => document.getElementById(id);
@@ -101,8 +102,9 @@
 
   function fmtPct(value) {
     if (value === null || value === undefined) return { text: "—", cls: "" };
+    if (Math.abs(value) < 0.005) return { text: "0.00%", cls: "" };
     const text = (value > 0 ? "+" : "") + value.toFixed(2) + "%";
-    return { text, cls: value > 0 ? "pos" : value < 0 ? "neg" : "" };
+    return { text, cls: value > 0 ? "pos" : "neg" };
   }
 
   function fmtTime(iso) {
@@ -192,7 +194,10 @@
       if (coin.id === state.selected) tr.classList.add("selected");
       const price = el("td", { class: "num", "data-col": "price", "data-testid": "price", text: fmtPrice(coin.price, coin.currency) });
       const old = previous && previous.get(coin.id);
-      if (old && old.price !== coin.price) price.classList.add(coin.price > old.price ? "flash-up" : "flash-down");
+      if (old && old.price !== coin.price) {
+        price.classList.add(coin.price > old.price ? "flash-up" : "flash-down");
+        price.addEventListener("animationend", () => price.classList.remove("flash-up", "flash-down"), { once: true });
+      }
       const pct = (key) => {
         const p = fmtPct(coin[key]);
         return el("td", { class: "num " + p.cls, "data-col": key, text: p.text });
@@ -249,9 +254,11 @@
     $("coin-count").textContent = `${total} coins`;
     renderTable(previous.size ? previous : null);
     setLastUpdate(observedAt);
-    if (!state.selected && coins.length) {
+    if (!state.started && coins.length) {
+      // The first data: show ?coin=... when given, else bitcoin, else the first row.
+      state.started = true;
       const bitcoin = coins.find((c) => c.id === "bitcoin");
-      selectCoin((bitcoin || sortedCoins()[0]).id);
+      selectCoin(state.selected || (bitcoin || sortedCoins()[0]).id);
     }
   }
 
@@ -418,10 +425,10 @@
     }
   }
 
-  async function refreshSelected(coin) {
+  async function refreshSelected(id) {
     try {
-      const detail = await api(`api/coins/${encodeURIComponent(coin.id)}`);
-      if (state.selected !== coin.id) return;
+      const detail = await api(`api/coins/${encodeURIComponent(id)}`);
+      if (state.selected !== id) return;
       renderCoinHead(detail, detail.source_quotes);
       appendToChart(detail, detail.source_quotes);
     } catch (error) {
@@ -527,8 +534,7 @@
       const data = JSON.parse(event.data);
       applyCoins(data.coins, data.total, data.observed_at);
       showBanner(null);
-      const selected = data.coins.find((c) => c.id === state.selected);
-      if (selected && state.chart) refreshSelected(selected);
+      if (state.selected && state.chart) refreshSelected(state.selected); // also a coin beyond the top 100
       if (Date.now() - lastSourcesLoad > 10000) {
         lastSourcesLoad = Date.now();
         loadSources();
