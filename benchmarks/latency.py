@@ -19,6 +19,7 @@ from typing import Any
 from benchmarks.common import Services, fresh_database, fresh_topic, group_name, percentile, progress
 from benchmarks.data import snapshot
 from cryptoviz.bus.kafka import KafkaConsumer, KafkaPublisher
+from cryptoviz.models import CoinSnapshot
 from cryptoviz.store.engine import make_engine
 from cryptoviz.store.writer import SnapshotWriter
 
@@ -77,7 +78,7 @@ def _produce_steady(publisher: KafkaPublisher, rate: float, seconds: float, coin
         if wait > 0:
             time.sleep(wait)
         due += rate * tick
-        batch = []
+        batch: list[CoinSnapshot] = []
         now = datetime.now(UTC)
         while sent + len(batch) < int(due):
             i = sent + len(batch)

@@ -3,7 +3,7 @@
 The full run (``make bench``) needs the local Kafka and PostgreSQL (``CRYPTOVIZ_DATABASE_URL``,
 ``CRYPTOVIZ_KAFKA_BOOTSTRAP_SERVERS``; ``.services/env`` is read when they are unset) and takes about
 10 minutes; ``--smoke`` runs the same code on tiny sizes in well under a minute. Progress goes to stderr.
-The result is also written to ``benchmarks/results.json`` (``--out``). Keys are flat and dotted; see
+The full run's result is also written to ``benchmarks/results.json`` (``--out``). Keys are flat and dotted; see
 ``benchmarks/README.md`` for what each figure means and its baseline.
 """
 
@@ -47,12 +47,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", default=",".join(SECTIONS),
                    help=f"comma list of sections to run (default: all of {','.join(SECTIONS)})")
     p.add_argument("--out", default=None,
-                   help="where to write the JSON too (default benchmarks/results.json, or "
-                        "benchmarks/results-smoke.json with --smoke; '-' for nowhere)")
+                   help="where to write the JSON too (default benchmarks/results.json; with --smoke "
+                        "nowhere unless given; '-' for nowhere)")
     p.add_argument("--batch-size", type=int, default=5_000,
                    help="writer batch size: records per transaction at most (default 5000)")
-    p.add_argument("--batch-timeout", type=float, default=0.1,
-                   help="writer batch timeout in seconds: a batch is written when full or this old (default 0.1)")
+    p.add_argument("--batch-timeout", type=float, default=0.05,
+                   help="writer batch timeout in seconds: a batch is written when full or this old (default 0.05)")
     args = p.parse_args(argv)
     args.sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(args.sections) - set(SECTIONS))
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     results.update(describe(services))
     cleaned = {k: _clean(v) for k, v in results.items()}
     text = json.dumps(cleaned, indent=2)
-    out = args.out or str(ROOT / "benchmarks" / ("results-smoke.json" if args.smoke else "results.json"))
+    out = args.out or ("-" if args.smoke else str(ROOT / "benchmarks" / "results.json"))
     if out != "-":
         Path(out).write_text(text + "\n", encoding="utf-8")
         progress(f"written to {out}")

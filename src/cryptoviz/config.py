@@ -65,8 +65,8 @@ class Settings(BaseSettings):
     market_cap_tolerance: float = Field(default=0.1, ge=0)
     disagreement_tolerance: float = Field(default=0.05, ge=0)
     # writer batching
-    batch_size: int = Field(default=500, ge=1)
-    batch_timeout: float = Field(default=1.0, gt=0)
+    batch_size: int = Field(default=5000, ge=1)
+    batch_timeout: float = Field(default=0.05, gt=0)
     bus_queue_size: int = Field(default=10_000, ge=1)
     # API and built-in dashboard: loopback only unless the user chooses otherwise
     api_host: str = "127.0.0.1"

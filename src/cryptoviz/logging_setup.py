@@ -17,24 +17,41 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class SecretMask(logging.Filter):
-    """Replace any configured secret value that reaches a log record (defence in depth)."""
+    """Replace any configured secret value that reaches a log record (defence in depth): in the message,
+    and in the traceback and stack text a record may carry (an exception's message can quote a secret)."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
         self.secrets = [s for s in secrets if s and len(s) >= 4]
 
+    def _mask(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:
             message = record.getMessage()
-            masked = message
-            for secret in self.secrets:
-                masked = masked.replace(secret, "***")
+            masked = self._mask(message)
             if masked != message:
                 record.msg, record.args = masked, None
+            if record.exc_info and not record.exc_text:
+                # Formatters reuse exc_text once it is set: format the traceback once, here, and mask it.
+                record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = self._mask(record.exc_text)
+            if record.stack_info:
+                record.stack_info = self._mask(record.stack_info)
         return True
 
 
+_TRACEBACKS = logging.Formatter()
+
+
 def secrets_of(settings: Settings) -> list[str]:
+    """The secret values the settings hold: API keys and the API token. (Database URLs are logged through
+    ``store.engine.redact``; their password, often an ordinary word such as the user name, is not masked
+    here, where it would blank that word in every message.)"""
     keys = (settings.coingecko_api_key, settings.coinmarketcap_api_key, settings.api_token)
     return [key.get_secret_value() for key in keys if key is not None]
 

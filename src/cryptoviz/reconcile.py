@@ -48,6 +48,7 @@ Confidence, in [0, 1]
                              (= combined when the sources agree exactly, t_max at the tolerance edge;
                              so agreeing sources score above any one of them alone)
     * spread >  tol:         confidence = t_max * tol / spread   (< t_max: disagreement costs confidence)
+    * outliers dropped:      the above x |C| / |fresh| (the share of fresh sources that agree)
 
 A coin whose quotes are all stale yields no snapshot. Quote ages are measured against
 ``observed_at``; naive datetimes are taken as UTC. Trust missing from a mapping is 0.5.
@@ -63,7 +64,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
 from operator import attrgetter, itemgetter
 
 from cryptoviz.models import CoinSnapshot, SourceQuote, SourceValue
@@ -360,10 +360,12 @@ _CACHE_LIMIT = 1 << 16
 def _group_fast(quotes: list[SourceQuote]) -> list[list[int]] | None:
     """``_group`` for the usual input, or None when the general algorithm is needed.
 
-    Usual: one vs currency, and no key held by two quotes of one source (ambiguous). The components are
-    then the connected components of the key graph, as ``_group`` finds them (same members, same order),
-    unless a chain of keys joins two quotes of one source (a clash: None too). Keys are kept per key class in plain dicts keyed by strings (the currency is the same for
-    all), much cheaper than building and hashing a tuple per key.
+    Usual: one vs currency, and no component that would hold two quotes of one source. The components
+    are then the connected components of the key graph, as ``_group`` finds them (same members, same
+    order). A key held by two quotes of one source (ambiguous, which ``_group`` drops) joins both into one
+    component, so checking the components for a repeated source (a clash) catches ambiguous keys too.
+    Keys are kept per key class in plain dicts keyed by strings (the currency is the same for all), much
+    cheaper than building and hashing a tuple per key.
     """
     n = len(quotes)
     if n == 0:
@@ -383,17 +385,17 @@ def _group_fast(quotes: list[SourceQuote]) -> list[list[int]] | None:
     by_cmc: dict[str, int] = {}
     by_slug: dict[str, int] = {}
     by_name: dict[tuple[str, str], int] = {}
-    held: dict[str, tuple[int, list[object]]] = {}  # per source: its bit, every key it holds
+    bit_of: dict[str, int] = {}
     cg_sources = COINGECKO_SOURCES
     cmc_sources = COINMARKETCAP_SOURCES
     for i, q in enumerate(quotes):
         if q.currency != currency:
             return None
         source = q.source
-        entry = held.get(source)
-        if entry is None:
-            entry = held[source] = (1 << len(held), [])
-        mask[i], mine = entry
+        b = bit_of.get(source)
+        if b is None:
+            b = bit_of[source] = 1 << len(bit_of)
+        mask[i] = b
         own_slug = ""
         if source in cg_sources:
             sid = q.source_id
@@ -406,7 +408,6 @@ def _group_fast(quotes: list[SourceQuote]) -> list[list[int]] | None:
             if j != i:
                 link(i)
                 link(j)
-            mine.append(own_slug)
         elif source in cmc_sources:
             j = by_cmc.setdefault(q.source_id, i)
             if j != i:
@@ -420,7 +421,6 @@ def _group_fast(quotes: list[SourceQuote]) -> list[list[int]] | None:
                 if j != i:
                     link(i)
                     link(j)
-                mine.append(slug)
         raw = q.name
         name = names.get(raw)
         if name is None:
@@ -435,11 +435,6 @@ def _group_fast(quotes: list[SourceQuote]) -> list[list[int]] | None:
             if j != i:
                 link(i)
                 link(j)
-            mine.append(key)
-    # Source ids are unique within a source (one quote per source id is kept), slugs and names may not be.
-    for _bit, keys in held.values():
-        if len(set(keys)) != len(keys):
-            return None
     for k in range(0, len(links), 2):
         x = links[k]
         while parent[x] != x:
@@ -451,7 +446,7 @@ def _group_fast(quotes: list[SourceQuote]) -> list[list[int]] | None:
             y = parent[y]
         if x != y:
             if mask[x] & mask[y]:
-                return None  # a chain of keys joins two quotes of one source
+                return None  # two quotes of one source would be one coin: an ambiguous key or a chain
             parent[x] = y
             mask[y] |= mask[x]
     components: dict[int, list[int]] = {}
@@ -598,6 +593,9 @@ def _snapshot(
                     used = [b]
                     dropped[a[0]] = DISAGREEMENT
         confidence = _confidence(used, spread, tol)
+    if len(candidates) < len(fresh):
+        # An outlier is a source that disagreed: only the agreeing share of the fresh sources vouches.
+        confidence *= len(candidates) / len(fresh)
 
     if len(used) == 1:
         ranked = used

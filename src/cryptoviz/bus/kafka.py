@@ -67,6 +67,20 @@ _REBALANCE_CODES = frozenset({
     KafkaError._STATE,
 })
 
+# Commit failures that only mean "no coordinator right now" (broker restarting, coordinator moving). The
+# batch is stored already: the next successful commit covers its offsets, or it is redelivered.
+_UNAVAILABLE_CODES = frozenset({
+    KafkaError._WAIT_COORD,
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._TIMED_OUT,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.NETWORK_EXCEPTION,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+})
+
 TokenKey = tuple[str, int]  # (topic, partition)
 
 
@@ -267,6 +281,11 @@ class KafkaConsumer(Consumer):
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": 10_000,
             "heartbeat.interval.ms": 2_000,
+            # Bounded prefetch: by default librdkafka queues up to 64 MB of fetched messages (and asks for up
+            # to 50 MB per fetch), which dominated the writer's memory while draining a backlog. 16 MB is
+            # still several full batches ahead of the writer.
+            "queued.max.messages.kbytes": 16_384,
+            "fetch.max.bytes": 16 * 1024 * 1024,
             "error_cb": self._on_error,
         }
         conf.update(config or {})
@@ -428,8 +447,16 @@ class KafkaConsumer(Consumer):
                 logger.warning("Kafka group %s: commit refused after a rebalance (%s); the batch will be "
                                "redelivered", self.group, err)
                 return
+            if err is not None and (err.code() in _UNAVAILABLE_CODES or err.retriable()):
+                logger.warning("Kafka group %s: commit not possible now (%s); the next commit covers this "
+                               "batch, or it is redelivered", self.group, err)
+                return
             raise KafkaBusError(f"Kafka commit failed: {exc}") from exc
-        bad = [tp for tp in results if tp.error is not None]
+        bad = [tp for tp in results if tp.error is not None
+               and not (tp.error.code() in _UNAVAILABLE_CODES or tp.error.retriable())]
+        if len(bad) < sum(tp.error is not None for tp in results):
+            logger.warning("Kafka group %s: commit not possible now for some partitions; the next commit "
+                           "covers them, or they are redelivered", self.group)
         if bad:
             raise KafkaBusError("Kafka commit failed for " + ", ".join(
                 f"{tp.topic}[{tp.partition}]: {tp.error}" for tp in bad))

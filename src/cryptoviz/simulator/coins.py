@@ -220,10 +220,10 @@ def make_coin(name: str, symbol: str, *, cg_id: str | None = None, cmc_id: int =
               max_supply: float | None = None, category: str = "meme") -> CoinSpec:
     """A coin of your own for ``start_simulator(extra_coins=[...])``: any name, symbol or id, served as is.
 
-    ``cg_id`` (the CoinGecko id, default: ``slug``) and ``slug`` (CoinMarketCap's, default: the name
-    lower-cased, spaces as dashes) are not escaped or checked: hostile names are the point.
+    ``cg_id`` (the CoinGecko id) and ``slug`` (CoinMarketCap's) default to each other, else to the name
+    lower-cased with dashes for spaces. Nothing is escaped or checked: hostile names are the point.
     """
-    slug = slug if slug is not None else name.lower().replace(" ", "-")
+    slug = slug if slug is not None else cg_id if cg_id is not None else name.lower().replace(" ", "-")
     return CoinSpec(cg_id if cg_id is not None else slug, cmc_id, slug, name, symbol, float(price),
                     float(circulating_supply), float(circulating_supply), max_supply, category, "2024-01-01")
 

@@ -7,16 +7,19 @@ A fault spec is a comma-separated list of ``name[@source][=probability]``:
 * ``slow``          the answer is delayed by ``slow_seconds``;
 * ``garbage``       200 with a body that is not the page: the real body cut short, or binary junk
                     (alternately), as a broken proxy or a dropped connection would leave it;
+* ``bad-key``       401 with the source's invalid-key error body, quoting the key it was sent (some
+                    services echo it; CryptoViz must never pass it on); HTML pages: 403;
 * ``malformed``     a few items of the page are broken: a price ``"n/a"``, a missing id, an item that is a
                     bare string (HTML pages: a price ``"n/a"`` only);
 * ``outlier``       one source (``coinmarketcap`` unless ``outlier@<source>``) reports one coin
                     (``ethereum``) at 10x its price from that source's third cycle on; a cycle is a
                     successful request for the first page. Its probability is ignored: it is a schedule.
 
-``none`` disables everything, ``all`` enables all six, ``demo`` is :meth:`Faults.demo_default`.
+``none`` disables everything, ``all`` enables all seven, ``demo`` is :meth:`Faults.demo_default`.
 Without ``@source`` a fault applies to every source; a rule naming a source wins over a general one.
 Unless ``consecutive_errors`` is set, a source never answers two requests in a row with an error
-(``rate-limit``, ``server-error`` or ``garbage``), so one retry always succeeds; with it, a probability of
+(``rate-limit``, ``server-error``, ``garbage`` or ``bad-key``), so one retry always succeeds; with it, a
+probability of
 1 makes a source fail every time (a storm). Every decision is drawn from the seed, the source and the
 request number.
 """
@@ -31,10 +34,14 @@ from typing import Any, Literal
 
 from cryptoviz.config import KNOWN_SOURCES
 
-FAULT_NAMES = ("rate-limit", "server-error", "slow", "malformed", "outlier", "garbage")
-ERROR_FAULTS = ("rate-limit", "server-error", "garbage")
+FAULT_NAMES = ("rate-limit", "server-error", "slow", "malformed", "outlier", "garbage", "bad-key")
+ERROR_FAULTS = ("rate-limit", "server-error", "garbage", "bad-key")
+# Faults added later are drawn after everything else, so that a seed keeps making the decisions it made
+# before they existed.
+_LATE_FAULTS = ("garbage", "bad-key")
 DEFAULT_PROBABILITY: dict[str, float] = {
     "rate-limit": 0.2, "server-error": 0.2, "slow": 0.2, "malformed": 1.0, "outlier": 1.0, "garbage": 0.2,
+    "bad-key": 0.2,
 }
 DEMO_ERROR_PROBABILITY = 0.08
 
@@ -183,7 +190,7 @@ class Decision:
     source: str
     request: int  # 1-based number of this request to the source
     cycle: int  # cycles served so far, this one included when it is a first page
-    error: str | None = None  # "rate-limit", "server-error" or "garbage"
+    error: str | None = None  # "rate-limit", "server-error", "garbage" or "bad-key"
     delay: float = 0.0
     malformed_seed: int | None = None  # set when items must be broken
     outlier: bool = False
@@ -212,9 +219,9 @@ class FaultInjector:
             state = self._sources.setdefault(source, _SourceState())
             state.requests += 1
             rng = random.Random(f"{self.seed}/faults/{source}/{state.requests}")
-            draws = {name: rng.random() for name in FAULT_NAMES if name != "garbage"}
+            draws = {name: rng.random() for name in FAULT_NAMES if name not in _LATE_FAULTS}
             malformed_seed = rng.getrandbits(32)
-            draws["garbage"] = rng.random()  # drawn last: the other decisions stay what they were before it
+            draws.update((name, rng.random()) for name in _LATE_FAULTS)
 
             def hit(name: str) -> bool:
                 return draws[name] < faults.probability(name, source)

@@ -144,7 +144,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         simulator = cast(_Server, self.server).simulator
         try:
-            response = simulator._handle(self.path, self.headers.get("X-CMC_PRO_API_KEY"))
+            response = simulator._handle(self.path, self.headers.get("X-CMC_PRO_API_KEY"),
+                                         self.headers.get("x-cg-demo-api-key"))
         except Exception:  # the simulator must answer, whatever went wrong
             logger.exception("simulator failed on %s", self.path)
             response = _text(500, "simulator error\n")
@@ -270,7 +271,7 @@ class Simulator:
         with self._stats_lock:
             self._routes[route] += 1
 
-    def _handle(self, target: str, api_key: str | None) -> _Response:
+    def _handle(self, target: str, api_key: str | None, coingecko_key: str | None = None) -> _Response:
         split = urlsplit(target)
         path, query = split.path, parse_qs(split.query, keep_blank_values=True)
         now = datetime.now(UTC)
@@ -281,7 +282,7 @@ class Simulator:
             return _json(200, {"gecko_says": "(V3) To the Moon!"})
         if path == "/api/v3/coins/markets":
             self._count(path)
-            return self._coingecko_markets(query)
+            return self._coingecko_markets(query, coingecko_key)
         if path == "/v1/cryptocurrency/listings/latest":
             self._count(path)
             return self._coinmarketcap_listings(query, api_key)
@@ -314,7 +315,7 @@ class Simulator:
 
     # --- CoinGecko API ---------------------------------------------------------------------------
 
-    def _coingecko_markets(self, query: Query) -> _Response:
+    def _coingecko_markets(self, query: Query, api_key: str | None = None) -> _Response:
         vs_currency = (_param(query, "vs_currency") or "").strip().lower()
         if not vs_currency:
             return _json(400, {"error": "Missing parameter vs_currency"})
@@ -340,6 +341,9 @@ class Simulator:
                          {"Retry-After": "1"})
         if decision.error == "server-error":
             return _json(500, {"status": {"error_code": 500, "error_message": "Internal Server Error"}})
+        if decision.error == "bad-key":
+            return _json(401, {"error": {"status": {
+                "error_code": 10002, "error_message": f"Invalid API Key: {api_key or ''}. Please check your key"}}})
         with self._market_lock:
             items = self.market.coingecko_markets(
                 vs_currency, order=order, price_change_percentage=periods,
@@ -373,6 +377,8 @@ class Simulator:
                               {"Retry-After": "1"})
         if decision.error == "server-error":
             return _cmc_error(500, datetime.now(UTC), 500, "An internal server error occurred.")
+        if decision.error == "bad-key":
+            return _cmc_error(401, datetime.now(UTC), 1001, f"This API Key is invalid: {api_key}")
         began = time.perf_counter()
         with self._market_lock:
             items = self.market.coinmarketcap_listings(convert, price_factors=self._factors(decision))
@@ -457,6 +463,8 @@ class Simulator:
     def _html_fault(self, decision: Decision) -> _Response:
         if decision.error == "rate-limit":
             return _html_error(429, "Too Many Requests", {"Retry-After": "1"})
+        if decision.error == "bad-key":
+            return _html_error(403, "Forbidden")
         return _html_error(500, "Internal Server Error")
 
     def _render(self, items: Sequence[dict[str, Any]], decision: Decision,

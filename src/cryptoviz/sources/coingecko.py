@@ -27,8 +27,14 @@ import orjson
 from cryptoviz.config import Settings
 from cryptoviz.errors import ParseError, SourceError, TerminalSourceError, TransientSourceError
 from cryptoviz.models import ParseResult, Rejection, SourceQuote
-from cryptoviz.sources.base import RawPage
-from cryptoviz.sources.http import BreakerState, HttpClient, fetch_pages, http_status_error, redact_error
+from cryptoviz.sources.base import RawPage, brief_text, control_character, printable
+from cryptoviz.sources.http import (
+    BreakerState,
+    HttpClient,
+    fetch_pages,
+    http_status_error,
+    redact_error,
+)
 
 SOURCE = "coingecko"
 MAX_PER_PAGE = 250  # the API's own limit
@@ -57,7 +63,11 @@ class ItemRejected(Exception):
         self.detail = detail
 
 
-def _got(value: Any) -> str:
+def got(value: Any) -> str:
+    """What came instead of the expected value, for a rejection's detail: ``got str 'abc'``. Containers
+    are named only (a deeply nested one would exhaust the recursion limit in ``repr``)."""
+    if isinstance(value, dict | list):
+        return f"got {type(value).__name__}"
     return f"got {type(value).__name__} {value!r:.40}"
 
 
@@ -67,7 +77,7 @@ def read_number(obj: dict[str, Any], name: str, prefix: str = "") -> float | Non
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ItemRejected(prefix + name, "not_a_number", _got(value))
+        raise ItemRejected(prefix + name, "not_a_number", got(value))
     try:
         return float(value)
     except OverflowError:
@@ -81,7 +91,7 @@ def read_integer(obj: dict[str, Any], name: str, prefix: str = "") -> int | None
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ItemRejected(prefix + name, "not_an_integer", _got(value))
+        raise ItemRejected(prefix + name, "not_an_integer", got(value))
     return value
 
 
@@ -90,7 +100,9 @@ def read_optional_text(obj: dict[str, Any], name: str, prefix: str = "") -> str 
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if not isinstance(value, str):
-        raise ItemRejected(prefix + name, "not_a_string", _got(value))
+        raise ItemRejected(prefix + name, "not_a_string", got(value))
+    if (control := control_character(value)) is not None:
+        raise ItemRejected(prefix + name, "bad_text", f"contains the control character {control}")
     return value.strip()
 
 
@@ -108,7 +120,7 @@ def read_timestamp(obj: dict[str, Any], name: str, prefix: str = "") -> datetime
     if value is None:
         return None
     if not isinstance(value, str):
-        raise ItemRejected(prefix + name, "bad_timestamp", _got(value))
+        raise ItemRejected(prefix + name, "bad_timestamp", got(value))
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -144,7 +156,7 @@ def _quote(item: Any, collected_at: datetime, currency: str) -> SourceQuote:
 
 def _label(item: Any, index: int) -> str:
     if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"].strip():
-        return str(item["id"]).strip()
+        return printable(str(item["id"]).strip())
     return f"item {index}"
 
 
@@ -180,7 +192,7 @@ def check_envelope(doc: Any, status: int | None = None) -> None:
     if not code and not message:
         return
     code = code if isinstance(code, int) and not isinstance(code, bool) else status
-    raise envelope_error(code, str(message or "no message")[:200], status)
+    raise envelope_error(code, brief_text(message or "no message"), status)
 
 
 def envelope_error(code: int | None, message: str, status: int | None = None) -> SourceError:

@@ -55,7 +55,7 @@ from cryptoviz.config import Settings
 from cryptoviz.errors import ParseError, SourceError, TerminalSourceError, TransientSourceError
 from cryptoviz.models import ParseResult, Rejection, SourceQuote
 from cryptoviz.sources import selectors as sel
-from cryptoviz.sources.base import RawPage
+from cryptoviz.sources.base import RawPage, control_character, printable
 from cryptoviz.sources.numbers import currency_code, parse_number
 
 logger = logging.getLogger(__name__)
@@ -234,14 +234,18 @@ def parse_table_rows(
         # With a header, every row has its column count; a cell less shifts every value after it.
         if column_count is not None and len(cells) != column_count:
             result.rejected.append(Rejection(
-                source, slug, "row", "missing_cell", f"expected {column_count} cells, found {len(cells)}"))
+                source, printable(slug), "row", "missing_cell", f"expected {column_count} cells, found {len(cells)}"))
             continue
         if column_count is None and len(cells) < needed:
             result.rejected.append(Rejection(
-                source, slug, "row", "missing_cell", f"expected at least {needed} cells, found {len(cells)}"))
+                source, printable(slug), "row", "missing_cell",
+                f"expected at least {needed} cells, found {len(cells)}"))
             continue
         name, symbol = sel.link_name_symbol(link)
         try:
+            for field, text in (("slug", slug), ("name", name), ("symbol", symbol)):
+                if text and (control := control_character(text)) is not None:
+                    raise RowError(field, "bad_text", f"contains the control character {control}")
             if not name:
                 raise RowError("name", "missing", "the coin link has no name")
             if not symbol:
@@ -251,7 +255,7 @@ def parse_table_rows(
                       for role, kind in _VALUE_KINDS}
             extras = extra(cells, roles, locale, symbol) if extra is not None else RowExtras()
         except RowError as exc:
-            result.rejected.append(Rejection(source, slug, exc.field, exc.reason, exc.detail))
+            result.rejected.append(Rejection(source, printable(slug), exc.field, exc.reason, exc.detail))
             continue
         result.quotes.append(SourceQuote(
             source=source, source_id=extras.source_id or slug, symbol=symbol.upper(), name=name,

@@ -27,9 +27,10 @@ import httpx
 from cryptoviz.config import Settings
 from cryptoviz.errors import ParseError, SourceError, TerminalSourceError, TransientSourceError
 from cryptoviz.models import ParseResult, Rejection, SourceQuote
-from cryptoviz.sources.base import RawPage
+from cryptoviz.sources.base import RawPage, brief_text, control_character, printable
 from cryptoviz.sources.coingecko import (
     ItemRejected,
+    got,
     load_json,
     read_integer,
     read_number,
@@ -37,7 +38,13 @@ from cryptoviz.sources.coingecko import (
     read_text,
     read_timestamp,
 )
-from cryptoviz.sources.http import BreakerState, HttpClient, fetch_pages, http_status_error, redact_error
+from cryptoviz.sources.http import (
+    BreakerState,
+    HttpClient,
+    fetch_pages,
+    http_status_error,
+    redact_error,
+)
 
 SOURCE = "coinmarketcap"
 MAX_LIMIT = 5000  # the API's own limit per request
@@ -73,10 +80,10 @@ def _seconds_to_next_utc_day(timestamp: Any) -> float | None:
         return None
     try:
         now = datetime.fromisoformat(timestamp)
-    except ValueError:
+        now = now if now.tzinfo else now.replace(tzinfo=UTC)
+        midnight = (now.astimezone(UTC) + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    except (ValueError, OverflowError):  # not a time, or at the edge of the calendar (year 1 or 9999)
         return None
-    now = now if now.tzinfo else now.replace(tzinfo=UTC)
-    midnight = (now.astimezone(UTC) + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     return (midnight - now).total_seconds()
 
 
@@ -87,7 +94,7 @@ def envelope_error(status: dict[str, Any], http_status: int | None = None) -> So
         code = int(code)
     if not code or isinstance(code, bool) or not isinstance(code, int):
         return None
-    message = str(status.get("error_message") or "no message")[:200]
+    message = brief_text(status.get("error_message") or "no message")
     said = f"error {code}: {message}"
     if code in _RATE_LIMITS:
         what, wait = _RATE_LIMITS[code]
@@ -127,10 +134,12 @@ def _source_id(item: dict[str, Any]) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, str) and value.strip():
+        if (control := control_character(value)) is not None:
+            raise ItemRejected("id", "bad_text", f"contains the control character {control}")
         return value.strip()
     if value is None:
         raise ItemRejected("id", "missing_field")
-    raise ItemRejected("id", "not_an_integer", f"got {type(value).__name__} {value!r:.40}")
+    raise ItemRejected("id", "not_an_integer", got(value))
 
 
 def _currency_quote(item: dict[str, Any], key: str) -> dict[str, Any]:
@@ -176,7 +185,7 @@ def _label(item: Any, index: int) -> str:
         for name in ("slug", "id"):
             value = item.get(name)
             if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
-                return str(value).strip()
+                return printable(str(value).strip())
     return f"item {index}"
 
 

@@ -43,9 +43,10 @@ from cryptoviz.config import Settings
 from cryptoviz.errors import ParseError, TerminalSourceError
 from cryptoviz.models import ParseResult, Rejection, SourceQuote
 from cryptoviz.sources import selectors as sel
-from cryptoviz.sources.base import RawPage
+from cryptoviz.sources.base import RawPage, brief_text, control_character, printable
 from cryptoviz.sources.coingecko import (
     ItemRejected,
+    got,
     read_integer,
     read_number,
     read_optional_text,
@@ -127,10 +128,12 @@ def _source_id(item: dict[str, Any]) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, str) and value.strip():
+        if (control := control_character(value)) is not None:
+            raise ItemRejected("id", "bad_text", f"contains the control character {control}")
         return value.strip()
     if value is None:
         raise ItemRejected("id", "missing_field")
-    raise ItemRejected("id", "not_an_integer", f"got {type(value).__name__} {value!r:.40}")
+    raise ItemRejected("id", "not_an_integer", got(value))
 
 
 def _currency_quote(item: dict[str, Any], key: str) -> dict[str, Any]:
@@ -139,10 +142,11 @@ def _currency_quote(item: dict[str, Any], key: str) -> dict[str, Any]:
         raise ItemRejected("quotes", "missing_field")
     if not isinstance(quotes, list):
         raise ItemRejected("quotes", "not_a_list", f"got {type(quotes).__name__}")
+    names = [q.get("name") for q in quotes if isinstance(q, dict)]
     for quote in quotes:
-        if isinstance(quote, dict) and str(quote.get("name", "")).upper() == key:
+        if isinstance(quote, dict) and isinstance(quote.get("name"), str) and quote["name"].upper() == key:
             return quote
-    found = ", ".join(str(q.get("name")) for q in quotes if isinstance(q, dict)) or "none"
+    found = ", ".join(brief_text(n, 20) for n in names[:10]) or "none"
     raise ItemRejected(f"quotes.{key}", "missing_field", f"no {key} quote (found: {found})")
 
 
@@ -151,7 +155,7 @@ def _label(item: Any, index: int) -> str:
         for key in ("slug", "id"):
             value = item.get(key)
             if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
-                return str(value).strip()
+                return printable(str(value).strip())
     return f"item {index}"
 
 

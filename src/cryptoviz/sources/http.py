@@ -30,7 +30,7 @@ import orjson
 
 from cryptoviz.config import Settings
 from cryptoviz.errors import SourceError, TerminalSourceError, TransientSourceError
-from cryptoviz.sources.base import RawPage
+from cryptoviz.sources.base import RawPage, brief_text
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ BreakerState = Literal["closed", "open", "half-open"]
 
 USER_AGENT = "cryptoviz/0.1"
 RETRY_AFTER_CAP = 60.0  # seconds we are willing to block one worker for a 429
+_TOKEN_EPSILON = 1e-6
 _SENSITIVE_HEADER_WORDS = ("key", "token", "auth", "secret", "cookie")
 _E = TypeVar("_E", bound=SourceError)
 
@@ -106,8 +107,10 @@ class RateLimiter:
         """Take a token if one is there and return 0.0; otherwise return the seconds until one is."""
         with self._lock:
             self._refill()
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
+            # The epsilon absorbs float rounding: after sleeping exactly the wait returned below, the bucket
+            # may hold 0.9999999999 tokens, and a loop of ever tinier sleeps must not follow.
+            if self._tokens >= 1.0 - _TOKEN_EPSILON:
+                self._tokens = max(0.0, self._tokens - 1.0)
                 return 0.0
             return (1.0 - self._tokens) / self._per_second
 
@@ -228,7 +231,7 @@ def error_detail(response: httpx.Response, limit: int = 200) -> str:
         for name in ("error", "error_message", "message"):
             if not message:
                 message = doc.get(name)
-    return str(message)[:limit] if message else ""
+    return brief_text(message, limit) if message else ""
 
 
 class HttpClient:

@@ -236,3 +236,8 @@ def _insert_new_rows(cur: psycopg.Cursor[Any], quote_rows: list[tuple[Any, ...]]
 def mark_ready(info: dict[Any, Any]) -> None:
     """Remember that the session behind ``info`` (a pooled connection's info) has its staging tables."""
     info[_READY] = True
+
+
+def forget(info: dict[Any, Any]) -> None:
+    """Check for the staging tables again on the next batch of this session (after a failed batch)."""
+    info.pop(_READY, None)

@@ -3,9 +3,10 @@
 Idempotent on the primary keys: a redelivered message updates nothing that is newer and inserts no
 second history row, so at-least-once delivery gives exactly-once effect in the tables.
 
-PostgreSQL batches go through :mod:`cryptoviz.store.pg_copy` (binary COPY into staging tables, then one
-merge statement per table); SQLite batches through multi-row ``INSERT ... VALUES ... ON CONFLICT``
-statements built from :func:`snapshot_rows`. Both give the same rows.
+PostgreSQL batches go through :mod:`cryptoviz.store.pg_copy` (binary COPY, then one set-based statement
+per table, de-duplicated in SQL); SQLite batches through multi-row ``INSERT ... VALUES ... ON CONFLICT``
+statements fed with :func:`snapshot_rows` (one compiled statement per table, executed over the rows).
+Both give the same rows and the same ``WriteResult``.
 """
 
 from __future__ import annotations
@@ -166,11 +167,13 @@ class SnapshotWriter:
     def _write_postgres(self, snapshots: Sequence[CoinSnapshot]) -> WriteResult:
         from cryptoviz.store import pg_copy
 
+        info: dict[Any, Any] = {}
         try:
             with self.engine.begin() as conn:
                 info = conn.connection.info
                 history, quotes = pg_copy.write_batch(conn, snapshots, datetime.now(UTC))
         except StoreError as exc:  # a value refused inside the transaction (rolled back)
+            pg_copy.forget(info)  # cheap to check again; heals a session whose temporary tables went away
             raise StoreError(f"writing {len(snapshots)} snapshots to {redact(str(self.engine.url))} failed: "
                              f"{exc}") from exc
         except sa.exc.DBAPIError as exc:  # connecting or committing failed

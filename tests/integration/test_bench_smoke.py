@@ -1,0 +1,38 @@
+"""``python -m benchmarks.run --smoke``: every benchmark runs end to end on tiny sizes and reports its figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+REQUIRED = ("sink.ratio", "sink.rows_per_s", "sink.copy_rows_per_s", "reconcile.quotes_per_s", "latency.p50_ms",
+            "latency.p99_ms", "memory.peak_rss_mb", "embedded.rows_per_s", "machine")
+
+
+def test_smoke_benchmarks_report_every_figure(kafka_bootstrap: str, pg_url: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRYPTOVIZ_")}
+    env.update({"CRYPTOVIZ_DATABASE_URL": pg_url, "CRYPTOVIZ_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap})
+    out = tmp_path / "results.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.run", "--smoke", "--out", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-4000:]
+    printed = json.loads(done.stdout)
+    assert json.loads(out.read_text(encoding="utf-8")) == printed
+    assert printed["mode"] == "smoke"
+    assert not [k for k in printed if k.endswith(".error")], printed
+    for key in REQUIRED:
+        assert key in printed, key
+    assert isinstance(printed["machine"], str) and printed["machine"]
+    for key in REQUIRED[:-1]:
+        value = printed[key]
+        assert isinstance(value, int | float) and value > 0, (key, value)
+    assert "[bench" in done.stderr and "[bench" not in done.stdout  # progress on stderr, JSON alone on stdout
