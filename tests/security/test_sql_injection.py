@@ -4,6 +4,10 @@ The market simulator serves a few extra coins whose names, symbols and ids are S
 currencies;--``), quotes, backslashes, ``%s`` placeholders and unicode. ``cryptoviz run`` collects them from
 both APIs, parses, validates, reconciles and stores them: into SQLite, into PostgreSQL, and through Kafka
 into PostgreSQL. Afterwards the rows hold the strings verbatim and every table is still there.
+
+What the store cannot hold (a NUL, which PostgreSQL's text columns refuse; a name longer than its column) is
+rejected by the parsers (reasons ``bad_text``, ``too_long``) instead of failing, again and again, the write
+of every batch it is in.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from tests.integration.conftest import (  # noqa: F401 - fixtures, asked for by 
     pg_url,
 )
 
+pytestmark = pytest.mark.e2e
+
 N_COINS = 30
 HOSTILE: list[CoinSpec] = [
     make_coin("'); DROP TABLE currencies;--", "DROP", cg_id="x'); DROP TABLE currencies;--", cmc_id=99001),
@@ -43,8 +49,9 @@ TABLES = {"alembic_version", "currencies", "currency_data", "currency_data_histo
           "pipeline_runs", "quote_rejections", "dead_letters"}
 
 
-def run_pipeline(database_url: str, tmp_path: Path, duration: float = 7, **more: str) -> None:
-    with start_simulator(faults="none", seed=3, n_coins=N_COINS, extra_coins=HOSTILE) as sim:
+def run_pipeline(database_url: str, tmp_path: Path, duration: float = 7, extra: list[CoinSpec] = HOSTILE,
+                 **more: str) -> None:
+    with start_simulator(faults="none", seed=3, n_coins=N_COINS, extra_coins=extra) as sim:
         env = clean_env(**{f"CRYPTOVIZ_{k.upper()}": v for k, v in sim.settings_overrides().items()})
         env.update(CRYPTOVIZ_DATABASE_URL=database_url, CRYPTOVIZ_SOURCES="coingecko,coinmarketcap",
                    CRYPTOVIZ_COINGECKO_API_KEY="cg-demo", CRYPTOVIZ_TOP_N=str(len(sim.coins)),
@@ -102,3 +109,25 @@ def test_hostile_names_through_kafka_into_postgresql(request: pytest.FixtureRequ
                  CRYPTOVIZ_KAFKA_TOPIC=request.getfixturevalue("kafka_topic"),
                  CRYPTOVIZ_KAFKA_GROUP=request.getfixturevalue("kafka_group"), CRYPTOVIZ_BATCH_TIMEOUT="0.5")
     assert_stored_verbatim(database)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("coin", "label", "reason"), [
+    (make_coin("Nul\x00Coin", "NUL", cg_id="nul\x00coin", cmc_id=99100), "nul\ufffdcoin", "bad_text"),
+    (make_coin("Long " * 50, "LONG", cg_id="long-coin", cmc_id=99101), "long-coin", "too_long"),
+], ids=["nul", "too-long"])
+def test_a_name_the_store_cannot_hold_is_rejected_instead_of_blocking_every_write(
+        coin: CoinSpec, label: str, reason: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """A NUL (refused by PostgreSQL's text columns) or a name longer than its column: without the parsers'
+    check, every batch holding the coin fails, and is retried for ever, and nothing more is stored."""
+    database = request.getfixturevalue("pg_database")
+    run_pipeline(database, tmp_path, extra=[coin])
+    engine = sa.create_engine(database)
+    with engine.connect() as conn:
+        coins = conn.execute(sa.text("SELECT count(*) FROM currencies")).scalar_one()
+        history = conn.execute(sa.text("SELECT count(DISTINCT observed_at) FROM currency_data_history")).scalar_one()
+        rejected = conn.execute(sa.text("SELECT DISTINCT source, coin, reason FROM quote_rejections")).all()
+    engine.dispose()
+    assert coins == N_COINS  # every other coin stored...
+    assert history >= 2  # ...cycle after cycle
+    assert {tuple(r) for r in rejected} == {("coingecko", label, reason), ("coinmarketcap", label, reason)}

@@ -41,6 +41,12 @@ class Source(Protocol):
 
 # --- text from the outside world -------------------------------------------------------------------
 
+# The store's column sizes (cryptoviz.store.tables): a longer value from a source is rejected with its item
+# rather than failing, in PostgreSQL, the write of every batch it is in.
+MAX_TEXT = 200  # ids, slugs, names
+MAX_SYMBOL = 64
+MAX_SOURCE_ID = 64  # CoinMarketCap's numeric id, kept in currencies.coinmarketcap_id
+
 # C0 controls (tab, line feed and carriage return aside) and DEL: never part of a coin's name, symbol or id.
 # NUL in particular is refused by PostgreSQL's text columns: one such name would fail every write of its batch.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -50,6 +56,16 @@ def control_character(text: str) -> str | None:
     """The first control character in ``text`` as ``U+0000``, or ``None`` when there is none."""
     found = _CONTROL.search(text)
     return f"U+{ord(found.group()):04X}" if found else None
+
+
+def checked_text(value: str, field: str, max_length: int, error: Callable[[str, str, str], Exception]) -> str:
+    """``value`` when the store can keep it as it is; else raises ``error(field, reason, detail)`` with the
+    reason ``bad_text`` (a control character) or ``too_long``."""
+    if (control := control_character(value)) is not None:
+        raise error(field, "bad_text", f"contains the control character {control}")
+    if len(value) > max_length:
+        raise error(field, "too_long", f"{len(value)} characters, at most {max_length} can be kept")
+    return value
 
 
 def printable(text: str) -> str:

@@ -27,7 +27,7 @@ import orjson
 from cryptoviz.config import Settings
 from cryptoviz.errors import ParseError, SourceError, TerminalSourceError, TransientSourceError
 from cryptoviz.models import ParseResult, Rejection, SourceQuote
-from cryptoviz.sources.base import RawPage, brief_text, control_character, printable
+from cryptoviz.sources.base import MAX_SYMBOL, MAX_TEXT, RawPage, brief_text, checked_text, printable
 from cryptoviz.sources.http import (
     BreakerState,
     HttpClient,
@@ -95,15 +95,22 @@ def read_integer(obj: dict[str, Any], name: str, prefix: str = "") -> int | None
     return value
 
 
-def read_optional_text(obj: dict[str, Any], name: str, prefix: str = "") -> str | None:
+def read_optional_text(obj: dict[str, Any], name: str, prefix: str = "", *,
+                       max_length: int = MAX_TEXT) -> str | None:
+    """A string, stripped; blank or absent -> None. Control characters and more than ``max_length``
+    characters reject the item (the store could not hold it)."""
     value = obj.get(name)
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if not isinstance(value, str):
         raise ItemRejected(prefix + name, "not_a_string", got(value))
-    if (control := control_character(value)) is not None:
-        raise ItemRejected(prefix + name, "bad_text", f"contains the control character {control}")
-    return value.strip()
+    return checked_text(value.strip(), prefix + name, max_length, ItemRejected)
+
+
+def read_symbol(obj: dict[str, Any], name: str = "symbol") -> str:
+    """A required ticker symbol, upper-cased (which can lengthen it: "ß" is "SS")."""
+    symbol = read_text(obj, name).upper()
+    return checked_text(symbol, name, MAX_SYMBOL, ItemRejected)
 
 
 def read_text(obj: dict[str, Any], name: str, prefix: str = "") -> str:
@@ -140,7 +147,7 @@ def _quote(item: Any, collected_at: datetime, currency: str) -> SourceQuote:
         raise ItemRejected("item", "not_an_object", f"got {type(item).__name__}")
     coin_id = read_text(item, "id")
     return SourceQuote(
-        source=SOURCE, source_id=coin_id, symbol=read_text(item, "symbol").upper(),
+        source=SOURCE, source_id=coin_id, symbol=read_symbol(item),
         name=read_text(item, "name"), slug=coin_id, rank=read_integer(item, "market_cap_rank"),
         price=read_number(item, "current_price"), market_cap=read_number(item, "market_cap"),
         volume_24h=read_number(item, "total_volume"),

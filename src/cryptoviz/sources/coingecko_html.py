@@ -55,7 +55,7 @@ from cryptoviz.config import Settings
 from cryptoviz.errors import ParseError, SourceError, TerminalSourceError, TransientSourceError
 from cryptoviz.models import ParseResult, Rejection, SourceQuote
 from cryptoviz.sources import selectors as sel
-from cryptoviz.sources.base import RawPage, control_character, printable
+from cryptoviz.sources.base import MAX_SYMBOL, MAX_TEXT, RawPage, checked_text, printable
 from cryptoviz.sources.numbers import currency_code, parse_number
 
 logger = logging.getLogger(__name__)
@@ -243,13 +243,13 @@ def parse_table_rows(
             continue
         name, symbol = sel.link_name_symbol(link)
         try:
-            for field, text in (("slug", slug), ("name", name), ("symbol", symbol)):
-                if text and (control := control_character(text)) is not None:
-                    raise RowError(field, "bad_text", f"contains the control character {control}")
             if not name:
                 raise RowError("name", "missing", "the coin link has no name")
             if not symbol:
                 raise RowError("symbol", "missing", "the coin link shows no symbol")
+            for field, text, longest in (("slug", slug, MAX_TEXT), ("name", name, MAX_TEXT),
+                                         ("symbol", symbol.upper(), MAX_SYMBOL)):
+                checked_text(text, field, longest, RowError)
             rank = _rank(cells, roles, locale)
             values = {role: _number(cells, roles, role, locale, kind, currency, source)
                       for role, kind in _VALUE_KINDS}

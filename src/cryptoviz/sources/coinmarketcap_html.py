@@ -43,13 +43,14 @@ from cryptoviz.config import Settings
 from cryptoviz.errors import ParseError, TerminalSourceError
 from cryptoviz.models import ParseResult, Rejection, SourceQuote
 from cryptoviz.sources import selectors as sel
-from cryptoviz.sources.base import RawPage, brief_text, control_character, printable
+from cryptoviz.sources.base import MAX_SOURCE_ID, RawPage, brief_text, checked_text, printable
 from cryptoviz.sources.coingecko import (
     ItemRejected,
     got,
     read_integer,
     read_number,
     read_optional_text,
+    read_symbol,
     read_text,
     read_timestamp,
 )
@@ -128,9 +129,7 @@ def _source_id(item: dict[str, Any]) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, str) and value.strip():
-        if (control := control_character(value)) is not None:
-            raise ItemRejected("id", "bad_text", f"contains the control character {control}")
-        return value.strip()
+        return checked_text(value.strip(), "id", MAX_SOURCE_ID, ItemRejected)
     if value is None:
         raise ItemRejected("id", "missing_field")
     raise ItemRejected("id", "not_an_integer", got(value))
@@ -169,7 +168,7 @@ def _json_quote(item: Any, collected_at: datetime, currency: str) -> SourceQuote
     # The quote's own time is when its price was computed; the item's is a fallback.
     last_updated = read_timestamp(quote, "lastUpdated", prefix) or read_timestamp(item, "lastUpdated")
     return SourceQuote(
-        source=SOURCE, source_id=source_id, symbol=read_text(item, "symbol").upper(),
+        source=SOURCE, source_id=source_id, symbol=read_symbol(item),
         name=read_text(item, "name"), slug=read_optional_text(item, "slug"),
         rank=read_integer(item, "cmcRank"),
         price=read_number(quote, "price", prefix), market_cap=read_number(quote, "marketCap", prefix),
