@@ -56,11 +56,16 @@ def _guard(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)  # one plain line: never wrapped, easy to grep
+        typer.echo(f"error: {_one_line(exc)}", err=True)  # one plain line: never wrapped, easy to grep
         raise typer.Exit(2) from None
     except CryptoVizError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {_one_line(exc)}", err=True)
         raise typer.Exit(1) from None
+
+
+def _one_line(exc: Exception) -> str:
+    """Driver messages span lines (psycopg adds hints on a second line): fold them into one."""
+    return " ".join(str(exc).split())
 
 
 # --- the main job ----------------------------------------------------------------------------------

@@ -112,9 +112,6 @@ def test_unreachable_database_fails_with_an_error_naming_it(command: str, tmp_pa
     assert "cryptoviz:cryptoviz@" not in result.stderr + result.stdout  # the password stays hidden
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "psycopg's message has a second line ('\\tIs the server running on that host...') and cli._guard "
-    "prints str(exc) as is; fix: echo ' '.join(str(exc).split()) in cli._guard"))
 @pytest.mark.parametrize("command", COMMANDS, ids=list(COMMANDS))
 def test_unreachable_database_error_is_one_line(command: str, tmp_path: Path) -> None:
     result = cryptoviz(COMMANDS[command], env_for(UNREACHABLE, tmp_path), tmp_path, timeout=120)
@@ -147,9 +144,6 @@ def test_read_only_sqlite_database_can_still_be_read(tmp_path: Path) -> None:
     assert status.returncode == 0 and "no cycle has run yet" in status.stdout, status.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "store/engine.make_engine takes the 'file:...' of a SQLite URI for a path and creates its directory "
-    "('file:/...') under the working directory; fix: skip the mkdir when the URL has uri=true"))
 def test_sqlite_uri_creates_no_stray_directory(tmp_path: Path) -> None:
     db = tmp_path / "cryptoviz.db"
     migrate_into(f"sqlite:///{db}", tmp_path)

@@ -49,7 +49,8 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
         raise StoreError(f"invalid database URL {redact(url)}: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
-        if database and database != ":memory:":
+        # A SQLite URI ("file:...?mode=ro&uri=true") names a file the user manages: create nothing.
+        if database and database != ":memory:" and not database.startswith("file:"):
             path = Path(database)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
