@@ -105,17 +105,11 @@ def migrate_into(url: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=list(COMMANDS))
-def test_unreachable_database_fails_with_an_error_naming_it(command: str, tmp_path: Path) -> None:
+def test_unreachable_database_fails_with_one_line_naming_it(command: str, tmp_path: Path) -> None:
     result = cryptoviz(COMMANDS[command], env_for(UNREACHABLE, tmp_path), tmp_path, timeout=120)
-    first = error_lines(result)[0]
-    assert "127.0.0.1:1/nope" in first and "Connection refused" in first, first
-    assert "cryptoviz:cryptoviz@" not in result.stderr + result.stdout  # the password stays hidden
-
-
-@pytest.mark.parametrize("command", COMMANDS, ids=list(COMMANDS))
-def test_unreachable_database_error_is_one_line(command: str, tmp_path: Path) -> None:
-    result = cryptoviz(COMMANDS[command], env_for(UNREACHABLE, tmp_path), tmp_path, timeout=120)
+    # psycopg's message spans two lines ("...Connection refused" then "\tIs the server running..."): folded
     one_error_line(result, "127.0.0.1:1/nope", "Connection refused")
+    assert "cryptoviz:cryptoviz@" not in result.stderr + result.stdout  # the password stays hidden
 
 
 # --- read-only ----------------------------------------------------------------------------------------
@@ -145,6 +139,7 @@ def test_read_only_sqlite_database_can_still_be_read(tmp_path: Path) -> None:
 
 
 def test_sqlite_uri_creates_no_stray_directory(tmp_path: Path) -> None:
+    """The "file:..." of a URI is no path to create (make_engine once made a "file:" directory here)."""
     db = tmp_path / "cryptoviz.db"
     migrate_into(f"sqlite:///{db}", tmp_path)
     cryptoviz(["status"], env_for(f"sqlite:///file:{db}?mode=ro&uri=true", tmp_path), tmp_path)
@@ -200,8 +195,8 @@ def test_run_ends_with_an_error_when_the_database_refuses_writes(tmp_path: Path)
     db = tmp_path / "cryptoviz.db"
     migrate_into(f"sqlite:///{db}", tmp_path)
     with start_simulator(faults="none", n_coins=50) as sim:
-        env = env_for(f"sqlite:///file:{db}?mode=ro&uri=true", tmp_path,
-                      **{f"CRYPTOVIZ_{k.upper()}": v for k, v in sim.settings_overrides().items()})
+        env = env_for(f"sqlite:///file:{db}?mode=ro&uri=true", tmp_path)
+        env.update({f"CRYPTOVIZ_{k.upper()}": v for k, v in sim.settings_overrides().items()})
         try:
             result = cryptoviz(COMMANDS["run"], env, tmp_path, timeout=30)
         except subprocess.TimeoutExpired:
