@@ -16,10 +16,10 @@ from typing import Any
 from benchmarks.common import progress
 from benchmarks.kafka_io import stream
 from cryptoviz.bus.memory import MemoryBus
-from cryptoviz.pipeline import run_writer
 from cryptoviz.store import migrate
 from cryptoviz.store.engine import make_engine
 from cryptoviz.store.writer import SnapshotWriter
+from cryptoviz.writer_loop import run_writer
 
 
 def run(count: int, coins: int, batch_size: int, batch_timeout: float) -> dict[str, Any]:

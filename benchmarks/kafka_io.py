@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from benchmarks.common import progress
 from benchmarks.data import snapshot
 from cryptoviz.bus.kafka import KafkaConsumer, KafkaPublisher
 from cryptoviz.models import CoinSnapshot
 from cryptoviz.store.writer import SnapshotWriter
+from cryptoviz.writer_loop import WriterStats, run_writer
 
 # Bulk loading only: bigger batches than the collector's publisher, same codec and keys.
 _BULK_PRODUCER = {"batch.size": 1_000_000, "queue.buffering.max.messages": 200_000,
@@ -58,50 +60,35 @@ class Drain:
     stored: int = 0
     batches: int = 0
     seconds: float = 0.0  # from the first poll that returned messages to the last commit
-    history: int = 0
-    source_quotes: int = 0
     poll_s: float = 0.0
     write_s: float = 0.0
     commit_s: float = 0.0
-    sizes: list[int] = field(default_factory=list)
 
 
 def drain(consumer: KafkaConsumer, writer: SnapshotWriter, expected: int, *, batch_size: int,
-          batch_timeout: float, deadline_s: float = 900.0,
-          on_batch: Callable[[list[CoinSnapshot]], None] | None = None) -> Drain:
-    """The loop of ``pipeline.run_writer`` (poll, write, commit), timed, until ``expected`` are stored."""
-    out = Drain()
-    started: float | None = None
-    give_up = time.monotonic() + deadline_s
-    next_report = 50_000
-    while out.stored < expected:
-        if time.monotonic() > give_up:
-            raise RuntimeError(f"only {out.stored:,} of {expected:,} snapshots stored after {deadline_s:.0f}s")
-        t0 = time.perf_counter()
-        batch = consumer.poll_batch(batch_size, batch_timeout)
-        t1 = time.perf_counter()
-        if batch is None:
-            raise RuntimeError("consumer closed")
-        if not batch.snapshots:
-            continue
-        if started is None:
-            started = t0
-        result = writer.write(batch.snapshots)
-        t2 = time.perf_counter()
-        consumer.commit(batch)
-        t3 = time.perf_counter()
-        if on_batch is not None:
-            on_batch(batch.snapshots)
-        out.poll_s += t1 - t0
-        out.write_s += t2 - t1
-        out.commit_s += t3 - t2
-        out.stored += len(batch.snapshots)
-        out.batches += 1
-        out.history += result.history_inserted
-        out.source_quotes += result.source_quotes_inserted
-        out.sizes.append(len(batch.snapshots))
-        if out.stored >= next_report:
-            progress(f"stored {out.stored:,} / {expected:,}")
-            next_report += 50_000
-    out.seconds = time.perf_counter() - (started or time.perf_counter())
-    return out
+          batch_timeout: float, deadline_s: float = 900.0) -> Drain:
+    """``run_writer`` (as ``cryptoviz consume`` runs it), timed, until ``expected`` snapshots are stored."""
+    stop = threading.Event()
+    stats = WriterStats()
+    next_report = [50_000]
+
+    def on_write(_n: int) -> None:
+        if stats.stored >= next_report[0]:
+            progress(f"stored {stats.stored:,} / {expected:,}")
+            next_report[0] += 50_000
+        if stats.stored >= expected:
+            stop.set()
+
+    timer = threading.Timer(deadline_s, stop.set)
+    timer.daemon = True
+    timer.start()
+    try:
+        run_writer(consumer, writer, stop, batch_size=batch_size, batch_timeout=batch_timeout, drain=False,
+                   on_write=on_write, stats=stats)
+    finally:
+        timer.cancel()
+    if stats.stored < expected:
+        raise RuntimeError(f"only {stats.stored:,} of {expected:,} snapshots stored after {deadline_s:.0f}s")
+    assert stats.first_poll_at is not None and stats.last_commit_at is not None
+    return Drain(stats.stored, stats.batches, stats.last_commit_at - stats.first_poll_at, stats.poll_s,
+                 stats.write_s, stats.commit_s)

@@ -1,7 +1,7 @@
 """End-to-end latency at a steady rate: collection time -> row committed in PostgreSQL, through Kafka.
 
 A producer thread publishes snapshots at a steady rate (``KafkaPublisher`` with the collector's settings),
-each stamped with its send time as ``observed_at``. A writer thread runs the loop of ``run_writer``
+each stamped with its send time as ``observed_at``. A writer thread runs ``run_writer`` itself
 (``poll_batch`` by count and time, ``SnapshotWriter.write``, ``commit``) and, for every snapshot of a batch,
 records ``commit time - observed_at``: the time the row became visible in PostgreSQL (``latency.*``) and
 the time its offset was committed in Kafka (``latency.ack_*``). Baseline in the same run: the time each
@@ -12,20 +12,39 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from benchmarks.common import Services, fresh_database, fresh_topic, group_name, percentile, progress
 from benchmarks.data import snapshot
+from cryptoviz.bus.base import Batch
 from cryptoviz.bus.kafka import KafkaConsumer, KafkaPublisher
 from cryptoviz.models import CoinSnapshot
 from cryptoviz.store.engine import make_engine
-from cryptoviz.store.writer import SnapshotWriter
+from cryptoviz.store.writer import SnapshotWriter, WriteResult
+from cryptoviz.writer_loop import run_writer
+
+
+class _TimedWriter(SnapshotWriter):
+    """The real writer, noting when each batch's transaction started and committed."""
+
+    def __init__(self, engine: Any) -> None:
+        super().__init__(engine)
+        self.times: dict[int, tuple[float, float]] = {}
+
+    def write(self, snapshots: Sequence[CoinSnapshot]) -> WriteResult:
+        started = time.time()
+        result = super().write(snapshots)
+        self.times[id(snapshots)] = (started, time.time())
+        return result
 
 
 class _Writer(threading.Thread):
-    def __init__(self, consumer: KafkaConsumer, writer: SnapshotWriter, batch_size: int,
+    """``run_writer`` (as ``cryptoviz consume`` runs it) on a thread, recording each snapshot's latencies."""
+
+    def __init__(self, consumer: KafkaConsumer, writer: _TimedWriter, batch_size: int,
                  batch_timeout: float) -> None:
         super().__init__(name="bench-writer", daemon=True)
         self.consumer, self.writer = consumer, writer
@@ -40,28 +59,23 @@ class _Writer(threading.Thread):
         self.sizes: list[int] = []
         self.error: BaseException | None = None
 
+    def _committed(self, batch: Batch) -> None:
+        acked = time.time()
+        started, written = self.writer.times.pop(id(batch.snapshots))
+        for s in batch.snapshots:
+            sent = s.observed_at.timestamp()
+            self.bus.append(started - sent)
+            self.db.append(written - sent)
+            self.ack.append(acked - sent)
+        self.writes.append(written - started)
+        self.sizes.append(len(batch.snapshots))
+        self.stored += len(batch.snapshots)
+        self.batches += 1
+
     def run(self) -> None:
         try:
-            while not self.stop.is_set():
-                batch = self.consumer.poll_batch(self.batch_size, self.batch_timeout)
-                if batch is None:
-                    return
-                if not batch.snapshots:
-                    continue
-                polled = time.time()
-                self.writer.write(batch.snapshots)
-                written = time.time()
-                self.consumer.commit(batch)
-                acked = time.time()
-                for s in batch.snapshots:
-                    sent = s.observed_at.timestamp()
-                    self.bus.append(polled - sent)
-                    self.db.append(written - sent)
-                    self.ack.append(acked - sent)
-                self.writes.append(written - polled)
-                self.sizes.append(len(batch.snapshots))
-                self.stored += len(batch.snapshots)
-                self.batches += 1
+            run_writer(self.consumer, self.writer, self.stop, batch_size=self.batch_size,
+                       batch_timeout=self.batch_timeout, drain=False, on_commit=self._committed)
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             self.error = exc
 
@@ -97,7 +111,7 @@ def run(services: Services, rate: float, seconds: float, coins: int, batch_size:
         engine = make_engine(url)
         consumer = KafkaConsumer(services.bootstrap, topic, group_name("latency"),
                                  client_id="cryptoviz-bench-latency")
-        writer = _Writer(consumer, SnapshotWriter(engine), batch_size, batch_timeout)
+        writer = _Writer(consumer, _TimedWriter(engine), batch_size, batch_timeout)
         publisher = KafkaPublisher(services.bootstrap, topic, client_id="cryptoviz-bench-latency")
         writer.start()
         try:

@@ -103,12 +103,12 @@ def _start_dashboard(settings: Settings, engine: Any) -> Any:
 
 
 def _run_job(settings: Settings, duration: float | None, *, max_cycles: int | None = None,
-             serve: bool = False) -> None:
+             serve: bool = False, unthrottled: bool = False) -> None:
     from cryptoviz.runtime import make_sources, open_store, run_embedded, stop_on_signals
 
     engine = open_store(settings)
     dashboard = _start_dashboard(settings, engine) if serve else None
-    sources = make_sources(settings)
+    sources = make_sources(settings, unthrottled=unthrottled)
     if not sources:
         raise ConfigError("no source to collect from: set CRYPTOVIZ_SOURCES or an API key (see .env.example)")
     names = ", ".join(s.name for s in sources)
@@ -158,9 +158,10 @@ def collect(
 
 def _collect_once(settings: Settings) -> None:
     from cryptoviz.bus.memory import MemoryBus
-    from cryptoviz.pipeline import Collector, run_writer
+    from cryptoviz.pipeline import Collector
     from cryptoviz.runtime import make_sources, open_store
     from cryptoviz.store.writer import SnapshotWriter
+    from cryptoviz.writer_loop import run_writer
 
     engine = open_store(settings)
     sources = make_sources(settings)
@@ -179,8 +180,10 @@ def _collect_once(settings: Settings) -> None:
         collector = Collector(settings, sources, bus.publisher(), engine)
         run = collector.run_cycle()
         bus.close()
-        stored = run_writer(bus.consumer(), SnapshotWriter(engine), threading.Event(),
-                            batch_size=settings.batch_size, batch_timeout=settings.batch_timeout)
+        done = threading.Event()
+        done.set()  # the cycle is over: store what it collected, give up after CRYPTOVIZ_DRAIN_TIMEOUT
+        stored = run_writer(bus.consumer(), SnapshotWriter(engine), done, batch_size=settings.batch_size,
+                            batch_timeout=settings.batch_timeout, drain_timeout=settings.drain_timeout)
         stored_note = f"{stored} stored in {engine.url.render_as_string(hide_password=True)}"
     collector.close()
     table = Table(title=f"Cycle {run.started_at:%Y-%m-%d %H:%M:%S} UTC: {run.status}")
@@ -318,9 +321,9 @@ def replay(directory: Annotated[Path, typer.Argument(help="A directory written b
     """Feed recorded files through parse, validate, reconcile, bus and store (observed_at from names)."""
     def go() -> None:
         from cryptoviz.bus.memory import MemoryBus
-        from cryptoviz.pipeline import Collector, run_writer
+        from cryptoviz.pipeline import Collector
         from cryptoviz.recording import read_recording
-        from cryptoviz.runtime import open_store
+        from cryptoviz.runtime import WriterThread, open_store
         from cryptoviz.store.writer import SnapshotWriter
 
         settings = _settings(database_url=database_url)
@@ -328,20 +331,17 @@ def replay(directory: Annotated[Path, typer.Argument(help="A directory written b
         cycles = read_recording(directory)
         engine = open_store(settings)
         bus = MemoryBus(settings.bus_queue_size)
-        stored: list[int] = [0]
         stop = threading.Event()
-        writer = threading.Thread(target=lambda: stored.__setitem__(0, run_writer(
-            bus.consumer(), SnapshotWriter(engine), stop, batch_size=settings.batch_size,
-            batch_timeout=settings.batch_timeout)), daemon=True)
+        writer = WriterThread(bus.consumer(), SnapshotWriter(engine), stop, settings)
         writer.start()
         collector = Collector(settings, [], bus.publisher(), engine)
         published = 0
         for observed_at, outcomes in cycles:
             published += collector.publish(outcomes, observed_at).published
         bus.close()
-        writer.join()
-        console.print(f"replayed {len(cycles)} cycle(s): {published} snapshots published, "
-                      f"{stored[0]} stored")
+        stop.set()  # drain, then give up on a batch the database keeps refusing
+        stored = writer.result()
+        console.print(f"replayed {len(cycles)} cycle(s): {published} snapshots published, {stored} stored")
 
     _guard(go)
 
@@ -357,7 +357,7 @@ def status(database_url: DatabaseUrl = None) -> None:
         from cryptoviz.store.queries import last_runs, row_counts, source_health
 
         settings = _settings(database_url=database_url)
-        engine = open_store(settings, upgrade=False)
+        engine = open_store(settings, upgrade=False, check_writes=False)
         try:
             runs = last_runs(engine, 1)
             counts = row_counts(engine)
@@ -400,7 +400,7 @@ def serve_command(port: Port = None, host: Host = None, database_url: DatabaseUr
 
         settings = _settings(database_url=database_url, api_port=port, api_host=host)
         configure_logging(settings)
-        engine = open_store(settings)
+        engine = open_store(settings, check_writes=False)
         logger.info("serving the dashboard on http://%s:%d/ (Ctrl+C to stop)", settings.api_host, settings.api_port)
         serve_forever(create_app(engine, settings), settings.api_host, settings.api_port)
 
@@ -482,7 +482,7 @@ def demo(
             configure_logging(settings)
             logger.info("market simulator on %s; demo data goes to %s", sim.url,
                         database_url.split("@")[-1])
-            _run_job(settings, duration, serve=serve)
+            _run_job(settings, duration, serve=serve, unthrottled=True)
         finally:
             sim.stop()
 

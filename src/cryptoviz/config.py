@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     # writer batching
     batch_size: int = Field(default=5000, ge=1)
     batch_timeout: float = Field(default=0.05, gt=0)
+    # On stop, how long the writer keeps retrying what it already holds before giving up on it.
+    drain_timeout: float = Field(default=30.0, ge=0)
     bus_queue_size: int = Field(default=10_000, ge=1)
     # API and built-in dashboard: loopback only unless the user chooses otherwise
     api_host: str = "127.0.0.1"

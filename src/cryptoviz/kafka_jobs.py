@@ -9,9 +9,10 @@ import time
 import sqlalchemy as sa
 
 from cryptoviz.config import Settings
-from cryptoviz.pipeline import Collector, Scheduler, run_writer
+from cryptoviz.pipeline import Collector, Scheduler
 from cryptoviz.sources.base import Source
 from cryptoviz.store.writer import SnapshotWriter
+from cryptoviz.writer_loop import run_writer
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ def run_consumer(settings: Settings, engine: sa.Engine, stop: threading.Event, *
         timer.start()
     try:
         return run_writer(consumer, writer, stop, batch_size=settings.batch_size,
-                          batch_timeout=settings.batch_timeout, drain=False)
+                          batch_timeout=settings.batch_timeout, drain=False,
+                          drain_timeout=settings.drain_timeout)
     finally:
         consumer.close()
 

@@ -169,7 +169,19 @@ def _num(d: dict[str, Any], name: str, *, required: bool = False) -> float | Non
     return f
 
 
-def _str(d: dict[str, Any], name: str, *, required: bool = False) -> str | None:
+# The longest text each field may hold: the width of the column it is stored in. A longer one, or one
+# holding a NUL (which PostgreSQL text cannot store), makes the message a dead letter here instead of a
+# batch the database refuses again and again.
+TEXT_LIMITS = {"coin_id": 200, "symbol": 64, "name": 200, "slug": 200, "coingecko_id": 200,
+               "coinmarketcap_id": 64, "currency": 10}
+SOURCE_TEXT_LIMITS = {"source": 40, "source_id": 200, "dropped_reason": 40}
+
+
+def _text_ok(value: str | None, limit: int) -> bool:
+    return value is None or (len(value) <= limit and "\x00" not in value)
+
+
+def _str(d: dict[str, Any], name: str, *, required: bool = False, limit: int) -> str | None:
     value = d.get(name)
     if value is None:
         if required:
@@ -177,6 +189,10 @@ def _str(d: dict[str, Any], name: str, *, required: bool = False) -> str | None:
         return None
     if not isinstance(value, str):
         raise MessageError(f"field {name!r}: expected a string, got {type(value).__name__}")
+    if len(value) > limit:
+        raise MessageError(f"field {name!r}: longer than {limit} characters ({len(value)})")
+    if "\x00" in value:
+        raise MessageError(f"field {name!r}: contains a NUL character")
     return value
 
 
@@ -246,6 +262,9 @@ def _snapshot_fast(d: dict[str, Any]) -> CoinSnapshot | None:
             or (coingecko_id is not None and type(coingecko_id) is not str)
             or (coinmarketcap_id is not None and type(coinmarketcap_id) is not str)):
         return None
+    if not (_text_ok(coin_id, 200) and _text_ok(symbol, 64) and _text_ok(name, 200) and _text_ok(slug, 200)
+            and _text_ok(coingecko_id, 200) and _text_ok(coinmarketcap_id, 64) and _text_ok(currency, 10)):
+        return None
     raw_sources = get("sources") or []
     if type(raw_sources) is not list:
         return None
@@ -262,7 +281,8 @@ def _snapshot_fast(d: dict[str, Any]) -> CoinSnapshot | None:
         dropped = sget("dropped_reason")
         if (type(source_price) is not float or source_price - source_price != 0.0 or type(source) is not str
                 or type(source_id) is not str or not _finite_or_none(source_cap)
-                or not _finite_or_none(source_volume) or (dropped is not None and type(dropped) is not str)):
+                or not _finite_or_none(source_volume) or (dropped is not None and type(dropped) is not str)
+                or not (_text_ok(source, 40) and _text_ok(source_id, 200) and _text_ok(dropped, 40))):
             return None
         ok, last_updated = _dt_or_none(sget("last_updated"))
         if not ok:
@@ -300,7 +320,7 @@ def _snapshot_checked(d: dict[str, Any]) -> CoinSnapshot:
     rank = d.get("rank")
     if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int)):
         raise MessageError("field 'rank': expected an integer")
-    coin_id = _str(d, "coin_id", required=True)
+    coin_id = _str(d, "coin_id", required=True, limit=TEXT_LIMITS["coin_id"])
     if not coin_id:
         raise MessageError("field 'coin_id' is empty")
     raw_sources = d.get("sources") or []
@@ -313,21 +333,24 @@ def _snapshot_checked(d: dict[str, Any]) -> CoinSnapshot:
         sp = _num(v, "price", required=True)
         assert sp is not None
         sources.append(SourceValue(
-            source=_str(v, "source", required=True) or "",
-            source_id=_str(v, "source_id", required=True) or "",
+            source=_str(v, "source", required=True, limit=SOURCE_TEXT_LIMITS["source"]) or "",
+            source_id=_str(v, "source_id", required=True, limit=SOURCE_TEXT_LIMITS["source_id"]) or "",
             price=sp, market_cap=_num(v, "market_cap"), volume_24h=_num(v, "volume_24h"),
             last_updated=_parse_dt(v.get("last_updated"), f"sources[{i}].last_updated"),
-            used=bool(v.get("used", True)), dropped_reason=_str(v, "dropped_reason"),
+            used=bool(v.get("used", True)),
+            dropped_reason=_str(v, "dropped_reason", limit=SOURCE_TEXT_LIMITS["dropped_reason"]),
         ))
     return CoinSnapshot(
-        coin_id=coin_id, symbol=_str(d, "symbol", required=True) or "",
-        name=_str(d, "name", required=True) or "", slug=_str(d, "slug"), rank=rank,
+        coin_id=coin_id, symbol=_str(d, "symbol", required=True, limit=TEXT_LIMITS["symbol"]) or "",
+        name=_str(d, "name", required=True, limit=TEXT_LIMITS["name"]) or "",
+        slug=_str(d, "slug", limit=TEXT_LIMITS["slug"]), rank=rank,
         price=price, market_cap=_num(d, "market_cap"), volume_24h=_num(d, "volume_24h"),
         change_1h=_num(d, "change_1h"), change_24h=_num(d, "change_24h"), change_7d=_num(d, "change_7d"),
         circulating_supply=_num(d, "circulating_supply"), total_supply=_num(d, "total_supply"),
         max_supply=_num(d, "max_supply"), confidence=confidence, observed_at=observed_at,
-        currency=_str(d, "currency", required=True) or "",
-        coingecko_id=_str(d, "coingecko_id"), coinmarketcap_id=_str(d, "coinmarketcap_id"),
+        currency=_str(d, "currency", required=True, limit=TEXT_LIMITS["currency"]) or "",
+        coingecko_id=_str(d, "coingecko_id", limit=TEXT_LIMITS["coingecko_id"]),
+        coinmarketcap_id=_str(d, "coinmarketcap_id", limit=TEXT_LIMITS["coinmarketcap_id"]),
         sources=tuple(sources),
     )
 

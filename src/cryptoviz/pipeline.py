@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from cryptoviz import metrics
-from cryptoviz.bus.base import Consumer, Publisher
+from cryptoviz.bus.base import Publisher
 from cryptoviz.config import Settings
 from cryptoviz.errors import CryptoVizError, ParseError, SourceError, StoreError
 from cryptoviz.models import CoinSnapshot, Rejection, SourceQuote
@@ -22,8 +22,7 @@ from cryptoviz.reconcile import reconcile
 from cryptoviz.sources.base import RawPage, Source
 from cryptoviz.sources.registry import parse_page
 from cryptoviz.store.queries import known_coin_ids, previous_prices
-from cryptoviz.store.runs import RunReport, SourceReport, record_dead_letters, record_run
-from cryptoviz.store.writer import SnapshotWriter
+from cryptoviz.store.runs import RunReport, SourceReport, record_run
 from cryptoviz.validate import validate_quotes
 
 logger = logging.getLogger(__name__)
@@ -245,42 +244,3 @@ class Scheduler:
             wait = min(next_due - time.monotonic(), self._time_left())
             if wait > 0:
                 self.stop.wait(wait)
-
-
-def run_writer(consumer: Consumer, writer: SnapshotWriter, stop: threading.Event, *, batch_size: int,
-               batch_timeout: float, on_write: Callable[[int], None] | None = None,
-               drain: bool = True) -> int:
-    """Consume batches and store each in one transaction; acknowledge only after it committed.
-
-    A database error keeps the batch and retries it with backoff: nothing is acknowledged for rows
-    that are not written. Returns the number of snapshots stored. With ``drain`` the loop ends when the
-    bus says it is closed and empty; otherwise when ``stop`` is set.
-    """
-    stored = 0
-    while True:
-        if stop.is_set() and not drain:
-            return stored
-        batch = consumer.poll_batch(batch_size, batch_timeout)
-        if batch is None:
-            return stored
-        if not batch.snapshots and not batch.dead_lettered:
-            continue
-        delay = 0.5
-        while True:
-            try:
-                writer.write(batch.snapshots)
-                record_dead_letters(writer.engine, batch.dead_letters, datetime.now(UTC))
-                break
-            except StoreError as exc:
-                if stop.is_set() and not drain:
-                    logger.error("stopping with %d snapshots not written (they stay unacknowledged): %s",
-                                 len(batch.snapshots), exc)
-                    return stored
-                logger.error("%s; retrying in %.1fs", exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 30.0)
-        consumer.commit(batch)
-        stored += len(batch.snapshots)
-        metrics.observe_stored(len(batch.snapshots))
-        if on_write is not None:
-            on_write(len(batch.snapshots))

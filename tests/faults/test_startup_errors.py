@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from cryptoviz.simulator import start_simulator
-from tests.faults.conftest import clean_env, cryptoviz
+from tests.faults.conftest import clean_env, cryptoviz, wait_for
 
 pytestmark = pytest.mark.faults
 
@@ -168,11 +169,6 @@ def test_disk_full_after_migrating(command: str, tmp_path: Path) -> None:
         assert "disk I/O error" in line or "disk is full" in line, line
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "migrations are not atomic on SQLite: pysqlite commits each CREATE TABLE by itself, so a failed upgrade "
-    "leaves a half-made schema and every later upgrade fails with 'table currencies already exists'; fix in "
-    "store/engine.make_engine for SQLite: dbapi_connection.isolation_level = None on connect and "
-    "conn.exec_driver_sql('BEGIN') on the engine's 'begin' event (SQLAlchemy's pysqlite recipe)"))
 def test_upgrade_that_ran_out_of_disk_can_be_retried(tmp_path: Path) -> None:
     with tmpfs(tmp_path / "full", "64k") as mnt:
         url = f"sqlite:///{mnt}/cryptoviz.db"
@@ -186,11 +182,6 @@ def test_upgrade_that_ran_out_of_disk_can_be_retried(tmp_path: Path) -> None:
 # --- a database that opens but refuses writes, with the run already going -----------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open_store only checks that the database answers a SELECT, and pipeline.run_writer retries a refused "
-    "write forever, also after --duration: the run never ends (the same with a disk that fills up during "
-    "the run). Fix: a write probe in runtime.open_store (DELETE FROM pipeline_runs WHERE 1 = 0 in a "
-    "transaction, StoreError on failure) and a bounded drain in run_writer once stop is set"))
 def test_run_ends_with_an_error_when_the_database_refuses_writes(tmp_path: Path) -> None:
     db = tmp_path / "cryptoviz.db"
     migrate_into(f"sqlite:///{db}", tmp_path)
@@ -202,3 +193,27 @@ def test_run_ends_with_an_error_when_the_database_refuses_writes(tmp_path: Path)
         except subprocess.TimeoutExpired:
             pytest.fail("`cryptoviz run --duration 5` still running after 30 s: the writer retries forever")
     one_error_line(result, "read")
+
+
+def test_run_ends_with_an_error_when_the_disk_fills_up_during_the_run(tmp_path: Path) -> None:
+    """The start-up probe passes, then the disk fills: the run still ends, CRYPTOVIZ_DRAIN_TIMEOUT after."""
+    with tmpfs(tmp_path / "full", "4m") as mnt, start_simulator(faults="none", n_coins=200) as sim:
+        url = f"sqlite:///{mnt}/cryptoviz.db"
+        migrate_into(url, tmp_path)
+        env = env_for(url, tmp_path, CRYPTOVIZ_INTERVAL="1", CRYPTOVIZ_DRAIN_TIMEOUT="2")
+        env.update({f"CRYPTOVIZ_{k.upper()}": v for k, v in sim.settings_overrides().items()})
+        proc = subprocess.Popen([sys.executable, "-m", "cryptoviz", "run", "--no-serve", "--duration", "6"],
+                                env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: (mnt / "cryptoviz.db-wal").exists() or proc.poll() is not None, 30,
+                     "the run to start writing")
+            fill(mnt)
+            _, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail("`cryptoviz run --duration 6` still running 60 s after the disk filled up")
+    assert proc.returncode != 0, stderr[-2000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    last = [line for line in stderr.splitlines() if line.strip()][-1]
+    assert last.startswith("error: ") and "not stored" in last, stderr[-3000:]
+    assert "disk is full" in last or "disk I/O error" in last, last

@@ -20,12 +20,12 @@ from cryptoviz.errors import ParseError, SourceError, TerminalSourceError, Trans
 from cryptoviz.models import ParseResult, Rejection, SourceQuote
 from cryptoviz.simulator.pages import render_coingecko_html
 from cryptoviz.sources.coingecko_html import (
-    BROWSER_HEADERS,
     CoinGeckoHtmlSource,
     coin_row_count,
     page_url,
     parse_page,
 )
+from cryptoviz.sources.html import BROWSER_HEADERS, PAGE_RATE
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "html"
 COLLECTED = datetime(2024, 6, 1, 12, 0, 5, tzinfo=UTC)
@@ -245,6 +245,10 @@ class FakeHttp:
     def __init__(self, pages: dict[str, bytes | tuple[int, bytes] | SourceError]) -> None:
         self.pages = pages
         self.calls: list[tuple[str, str, dict[str, str] | None]] = []
+        self.rates: dict[str, tuple[float, int]] = {}
+
+    def set_rate_limit(self, source: str, rate_per_minute: float, burst: int = 1) -> None:
+        self.rates[source] = (rate_per_minute, burst)
 
     def get(self, source: str, url: str, params: dict[str, Any] | None = None,
             headers: dict[str, str] | None = None) -> httpx.Response:
@@ -289,6 +293,7 @@ def test_fetch_asks_for_enough_pages_like_a_browser_and_parse_keeps_top_n() -> N
     assert re.search(r"Chrome/\d+", headers["User-Agent"]) and "Windows NT" in headers["User-Agent"]
     assert headers["Accept-Language"].startswith("en-US")
     assert headers == BROWSER_HEADERS
+    assert http.rates == {"coingecko-html": PAGE_RATE}  # pages are paced by the source's own limit
     assert [(p.source, p.extension, p.url, p.fetched_at.second) for p in pages] == [
         ("coingecko-html", "html", f"http://sim/coingecko-www/en?page={n}", n - 1) for n in (1, 2, 3)]
     assert source.name == "coingecko-html"

@@ -24,6 +24,7 @@ from cryptoviz.sources.coinmarketcap_html import (
     page_url,
     parse_page,
 )
+from cryptoviz.sources.html import PAGE_RATE
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "html"
 COLLECTED = datetime(2024, 6, 1, 12, 0, 5, tzinfo=UTC)
@@ -247,6 +248,10 @@ class FakeHttp:
     def __init__(self, pages: dict[str, bytes]) -> None:
         self.pages = pages
         self.urls: list[str] = []
+        self.rates: dict[str, tuple[float, int]] = {}
+
+    def set_rate_limit(self, source: str, rate_per_minute: float, burst: int = 1) -> None:
+        self.rates[source] = (rate_per_minute, burst)
 
     def get(self, source: str, url: str, params: dict[str, Any] | None = None,
             headers: dict[str, str] | None = None) -> httpx.Response:
@@ -283,6 +288,7 @@ def test_fetch_pages_and_keep_top_n() -> None:
     source = CoinMarketCapHtmlSource(_settings(top_n=150), http)
     pages = source.fetch()
     assert http.urls == ["http://sim/cmc-www/?page=1", "http://sim/cmc-www/?page=2"]
+    assert http.rates == {"coinmarketcap-html": PAGE_RATE}  # pages are paced by the source's own limit
     assert all(p.source == "coinmarketcap-html" and p.extension == "html" for p in pages)
     quotes = [q for page in pages for q in source.parse(page).quotes]
     assert [q.rank for q in quotes] == list(range(1, 151))

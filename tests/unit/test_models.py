@@ -44,3 +44,33 @@ def test_negative_price_is_rejected_with_the_field_name() -> None:
     doc["snapshot"]["price"] = -5
     with pytest.raises(MessageError, match="field 'price': must be > 0"):
         decode_snapshot(orjson.dumps(doc))
+
+
+@pytest.mark.parametrize(("path", "value", "message"), [
+    (("name",), "N" * 201, "field 'name': longer than 200 characters"),
+    (("symbol",), "S" * 65, "field 'symbol': longer than 64 characters"),
+    (("coin_id",), "bit\x00coin", "field 'coin_id': contains a NUL character"),
+    (("currency",), "usdollars!!", "field 'currency': longer than 10 characters"),
+    (("sources", 0, "source"), "s" * 41, "field 'source': longer than 40 characters"),
+    (("sources", 1, "source_id"), "\x00", "field 'source_id': contains a NUL character"),
+])
+def test_texts_the_database_cannot_store_make_a_dead_letter(path: tuple[str | int, ...], value: str,
+                                                            message: str) -> None:
+    """A foreign producer's message must fail here (to the DLQ), not in every batch that holds it."""
+    doc = orjson.loads(encode_snapshot(snapshot()))
+    target = doc["snapshot"]
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(MessageError, match=message):
+        decode_snapshot(orjson.dumps(doc))
+
+
+def test_text_limits_are_the_column_widths() -> None:
+    from cryptoviz.models import SOURCE_TEXT_LIMITS, TEXT_LIMITS
+    from cryptoviz.store.tables import currencies, currency_data, source_quotes
+
+    widths = {"coin_id": currencies.c.id.type.length, "currency": currency_data.c.currency.type.length,
+              **{name: currencies.c[name].type.length for name in TEXT_LIMITS if name in currencies.c}}
+    assert TEXT_LIMITS == widths
+    assert SOURCE_TEXT_LIMITS == {name: source_quotes.c[name].type.length for name in SOURCE_TEXT_LIMITS}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from cryptoviz.models import ParseResult
@@ -25,6 +25,11 @@ class RawPage:
 # A pure parser: body + collection time + vs currency -> quotes and rejections.
 # It raises SourceError for an error envelope and ParseError for a body that is not the expected shape.
 ParseFn = Callable[[bytes, datetime, str], ParseResult]
+
+
+def utc_now() -> datetime:
+    """When a page was fetched; sources take a clock argument so tests can pin it."""
+    return datetime.now(UTC)
 
 
 class Source(Protocol):

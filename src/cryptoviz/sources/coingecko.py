@@ -18,23 +18,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
-import orjson
 
 from cryptoviz.config import Settings
 from cryptoviz.errors import ParseError, SourceError, TerminalSourceError, TransientSourceError
-from cryptoviz.models import ParseResult, Rejection, SourceQuote
-from cryptoviz.sources.base import MAX_SYMBOL, MAX_TEXT, RawPage, brief_text, checked_text, printable
-from cryptoviz.sources.http import (
-    BreakerState,
-    HttpClient,
-    fetch_pages,
-    http_status_error,
-    redact_error,
+from cryptoviz.models import ParseResult, SourceQuote
+from cryptoviz.sources.api import ApiSource
+from cryptoviz.sources.base import RawPage, brief_text, printable, utc_now
+from cryptoviz.sources.fields import (
+    ItemRejected,
+    collect,
+    load_json,
+    read_integer,
+    read_number,
+    read_symbol,
+    read_text,
+    read_timestamp,
 )
+from cryptoviz.sources.http import HttpClient, fetch_pages, http_status_error
 
 SOURCE = "coingecko"
 MAX_PER_PAGE = 250  # the API's own limit
@@ -47,92 +51,6 @@ _KEY_ERROR_CODES = frozenset({401, 10002, 10005, 10010, 10011})
 
 
 # --- pure parsing --------------------------------------------------------------------------------
-
-
-# Field readers, shared with the other JSON source parsers: each returns the value or raises
-# ``ItemRejected`` naming the field and a stable reason.
-
-
-class ItemRejected(Exception):
-    """One item (or one of its fields) cannot be used; the rest of the body still is."""
-
-    def __init__(self, field: str, reason: str, detail: str = "") -> None:
-        super().__init__(field, reason, detail)
-        self.field = field
-        self.reason = reason
-        self.detail = detail
-
-
-def got(value: Any) -> str:
-    """What came instead of the expected value, for a rejection's detail: ``got str 'abc'``. Containers
-    are named only (a deeply nested one would exhaust the recursion limit in ``repr``)."""
-    if isinstance(value, dict | list):
-        return f"got {type(value).__name__}"
-    return f"got {type(value).__name__} {value!r:.40}"
-
-
-def read_number(obj: dict[str, Any], name: str, prefix: str = "") -> float | None:
-    """A JSON number (int or float) as float; null or absent -> None. Range checks belong to validation."""
-    value = obj.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ItemRejected(prefix + name, "not_a_number", got(value))
-    try:
-        return float(value)
-    except OverflowError:
-        raise ItemRejected(prefix + name, "not_a_number", "too large for a float") from None
-
-
-def read_integer(obj: dict[str, Any], name: str, prefix: str = "") -> int | None:
-    value = obj.get(name)
-    if value is None:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ItemRejected(prefix + name, "not_an_integer", got(value))
-    return value
-
-
-def read_optional_text(obj: dict[str, Any], name: str, prefix: str = "", *,
-                       max_length: int = MAX_TEXT) -> str | None:
-    """A string, stripped; blank or absent -> None. Control characters and more than ``max_length``
-    characters reject the item (the store could not hold it)."""
-    value = obj.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if not isinstance(value, str):
-        raise ItemRejected(prefix + name, "not_a_string", got(value))
-    return checked_text(value.strip(), prefix + name, max_length, ItemRejected)
-
-
-def read_symbol(obj: dict[str, Any], name: str = "symbol") -> str:
-    """A required ticker symbol, upper-cased (which can lengthen it: "ß" is "SS")."""
-    symbol = read_text(obj, name).upper()
-    return checked_text(symbol, name, MAX_SYMBOL, ItemRejected)
-
-
-def read_text(obj: dict[str, Any], name: str, prefix: str = "") -> str:
-    """A required, non-blank string."""
-    value = read_optional_text(obj, name, prefix)
-    if value is None:
-        raise ItemRejected(prefix + name, "missing_field", "" if obj.get(name) is None else "blank string")
-    return value
-
-
-def read_timestamp(obj: dict[str, Any], name: str, prefix: str = "") -> datetime | None:
-    """An ISO-8601 time ("2021-04-20T23:29:02.000Z"); a naive one is taken as UTC."""
-    value = obj.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ItemRejected(prefix + name, "bad_timestamp", got(value))
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ItemRejected(prefix + name, "bad_timestamp", f"not ISO-8601: {value!r:.40}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _change_24h(item: dict[str, Any]) -> float | None:
@@ -165,19 +83,6 @@ def _label(item: Any, index: int) -> str:
     if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"].strip():
         return printable(str(item["id"]).strip())
     return f"item {index}"
-
-
-def load_json(body: bytes, source: str = SOURCE) -> Any:
-    """Decode a body, or raise ``ParseError`` saying what came instead of JSON."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        head = body.lstrip()[:200].lower()
-        if not head:
-            raise ParseError(f"{source}: expected JSON, got an empty body") from None
-        if head.startswith(b"<") or b"<html" in head:
-            raise ParseError(f"{source}: expected JSON, got HTML (Cloudflare block?)") from None
-        raise ParseError(f"{source}: expected JSON, got invalid JSON ({exc})") from None
 
 
 def check_envelope(doc: Any, status: int | None = None) -> None:
@@ -228,17 +133,11 @@ def parse_markets(body: bytes, collected_at: datetime, currency: str) -> ParseRe
 
     Raises ``SourceError`` for an error envelope and ``ParseError`` for a body that is not a list.
     """
-    doc = load_json(body)
+    doc = load_json(body, SOURCE)
     check_envelope(doc)
     if not isinstance(doc, list):
         raise ParseError(f"{SOURCE}: expected a JSON list of coins, got {type(doc).__name__}")
-    result = ParseResult()
-    for index, item in enumerate(doc):
-        try:
-            result.quotes.append(_quote(item, collected_at, currency))
-        except ItemRejected as bad:
-            result.rejected.append(Rejection(SOURCE, _label(item, index), bad.field, bad.reason, bad.detail))
-    return result
+    return collect(doc, SOURCE, lambda item: _quote(item, collected_at, currency), _label)
 
 
 # --- fetching ------------------------------------------------------------------------------------
@@ -271,7 +170,7 @@ def check_response(response: httpx.Response) -> int:
     """Raise the source error a response stands for; else return how many coins it holds."""
     status = response.status_code
     try:
-        doc = load_json(response.content)
+        doc = load_json(response.content, SOURCE)
     except ParseError as exc:
         raise _not_json_error(str(exc).removeprefix(f"{SOURCE}: "), status) from None
     check_envelope(doc, status)
@@ -284,18 +183,14 @@ def check_response(response: httpx.Response) -> int:
     return len(doc)
 
 
-class CoinGeckoSource:
+class CoinGeckoSource(ApiSource):
     """CoinGecko's public/demo API. A demo key (optional) raises the rate limit."""
 
     name = SOURCE
+    key_header = "x-cg-demo-api-key"
 
-    def __init__(self, settings: Settings, http: HttpClient, *,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self._settings = settings
-        self._http = http
-        self._now = now
-        key = settings.coingecko_api_key
-        self._key = key.get_secret_value() if key is not None and key.get_secret_value() else None
+    def __init__(self, settings: Settings, http: HttpClient, *, now: Callable[[], datetime] = utc_now) -> None:
+        super().__init__(settings, http, settings.coingecko_api_key, now=now)
         rate, burst = DEMO_KEY_RATE if self._key else KEYLESS_RATE
         http.set_rate_limit(self.name, rate, burst)
 
@@ -303,36 +198,12 @@ class CoinGeckoSource:
     def url(self) -> str:
         return f"{self._settings.coingecko_base_url.rstrip('/')}/coins/markets"
 
-    @property
-    def breaker_state(self) -> BreakerState:
-        """This source's circuit breaker, for the run report ("closed", "open", "half-open")."""
-        return self._http.breaker(self.name).state
-
-    def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        if self._key:
-            headers["x-cg-demo-api-key"] = self._key
-        return headers
-
     def _fetch_page(self, page: int, per_page: int) -> tuple[RawPage, int]:
         params: dict[str, str | int] = {
             "vs_currency": self._settings.vs_currency, "order": "market_cap_desc",
             "per_page": per_page, "page": page, "price_change_percentage": "1h,24h,7d",
         }
-        count = 0
-
-        def check(response: httpx.Response) -> None:
-            nonlocal count
-            try:
-                count = check_response(response)
-            except SourceError as exc:
-                raise redact_error(exc, [self._key]) from None  # servers may echo what they were sent
-
-        # The check runs inside the HTTP client: a body cut short is retried and counted by the breaker.
-        response = self._http.get(self.name, self.url, params=params, headers=self._headers(), check=check)
-        raw = RawPage(source=self.name, body=response.content, extension="json",
-                      fetched_at=self._now(), url=str(response.url))
-        return raw, count
+        return self._get_page(self.url, params, check_response)
 
     def fetch(self) -> list[RawPage]:
         """Pages 1..n; a failed first page raises, a later failure keeps the pages already fetched."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,12 +27,15 @@ import httpx
 
 from cryptoviz.config import Settings
 from cryptoviz.errors import ParseError, SourceError, TerminalSourceError, TransientSourceError
-from cryptoviz.models import ParseResult, Rejection, SourceQuote
-from cryptoviz.sources.base import MAX_SOURCE_ID, RawPage, brief_text, checked_text, printable
-from cryptoviz.sources.coingecko import (
+from cryptoviz.models import ParseResult, SourceQuote
+from cryptoviz.sources.api import ApiSource
+from cryptoviz.sources.base import MAX_SOURCE_ID, RawPage, brief_text, checked_text, printable, utc_now
+from cryptoviz.sources.fields import (
     ItemRejected,
+    collect,
     got,
     load_json,
+    read_container,
     read_integer,
     read_number,
     read_optional_text,
@@ -39,13 +43,7 @@ from cryptoviz.sources.coingecko import (
     read_text,
     read_timestamp,
 )
-from cryptoviz.sources.http import (
-    BreakerState,
-    HttpClient,
-    fetch_pages,
-    http_status_error,
-    redact_error,
-)
+from cryptoviz.sources.http import HttpClient, fetch_pages, http_status_error
 
 SOURCE = "coinmarketcap"
 MAX_LIMIT = 5000  # the API's own limit per request
@@ -141,12 +139,9 @@ def _source_id(item: dict[str, Any]) -> str:
     raise ItemRejected("id", "not_an_integer", got(value))
 
 
-def _currency_quote(item: dict[str, Any], key: str) -> dict[str, Any]:
-    quotes = item.get("quote")
-    if quotes is None:
-        raise ItemRejected("quote", "missing_field")
-    if not isinstance(quotes, dict):
-        raise ItemRejected("quote", "not_an_object", f"got {type(quotes).__name__}")
+def _keyed_quote(item: dict[str, Any], key: str) -> dict[str, Any]:
+    """The API's ``"quote": {"USD": {...}}``."""
+    quotes: dict[str, Any] = read_container(item, "quote", dict)
     quote = quotes.get(key)
     if quote is None:
         raise ItemRejected(f"quote.{key}", "missing_field", f"no {key} quote (convert={key} not served?)")
@@ -155,26 +150,58 @@ def _currency_quote(item: dict[str, Any], key: str) -> dict[str, Any]:
     return quote
 
 
-def _quote(item: Any, collected_at: datetime, currency: str) -> SourceQuote:
+@dataclass(frozen=True, slots=True)
+class ItemLayout:
+    """The names a CoinMarketCap coin item uses. The API's listings and the list inside coinmarketcap.com
+    pages carry the same coins, in snake_case and camelCase, with the quotes keyed or listed."""
+
+    source: str
+    quotes: str  # the field holding the quotes, the start of a quote field's name in a rejection
+    quote: Callable[[dict[str, Any], str], dict[str, Any]]  # (item, "USD") -> that currency's quote
+    rank: str
+    price: str
+    market_cap: str
+    volume_24h: str
+    change_1h: str
+    change_24h: str
+    change_7d: str
+    circulating_supply: str
+    total_supply: str
+    max_supply: str
+    last_updated: str
+
+
+API_ITEM = ItemLayout(
+    source=SOURCE, quotes="quote", quote=_keyed_quote, rank="cmc_rank", price="price", market_cap="market_cap",
+    volume_24h="volume_24h", change_1h="percent_change_1h", change_24h="percent_change_24h",
+    change_7d="percent_change_7d", circulating_supply="circulating_supply", total_supply="total_supply",
+    max_supply="max_supply", last_updated="last_updated",
+)
+
+
+def read_item(item: Any, collected_at: datetime, currency: str, layout: ItemLayout) -> SourceQuote:
+    """One coin item as a quote; raises ``ItemRejected`` for the first field that cannot be read."""
     if not isinstance(item, dict):
         raise ItemRejected("item", "not_an_object", f"got {type(item).__name__}")
     key = currency.upper()
     source_id = _source_id(item)
-    quote = _currency_quote(item, key)
-    prefix = f"quote.{key}."
+    quote = layout.quote(item, key)
+    prefix = f"{layout.quotes}.{key}."
     # The quote's own time is when its price was computed; the item's is a fallback.
-    last_updated = read_timestamp(quote, "last_updated", prefix) or read_timestamp(item, "last_updated")
+    last_updated = (read_timestamp(quote, layout.last_updated, prefix)
+                    or read_timestamp(item, layout.last_updated))
     return SourceQuote(
-        source=SOURCE, source_id=source_id, symbol=read_symbol(item),
+        source=layout.source, source_id=source_id, symbol=read_symbol(item),
         name=read_text(item, "name"), slug=read_optional_text(item, "slug"),
-        rank=read_integer(item, "cmc_rank"),
-        price=read_number(quote, "price", prefix), market_cap=read_number(quote, "market_cap", prefix),
-        volume_24h=read_number(quote, "volume_24h", prefix),
-        change_1h=read_number(quote, "percent_change_1h", prefix),
-        change_24h=read_number(quote, "percent_change_24h", prefix),
-        change_7d=read_number(quote, "percent_change_7d", prefix),
-        circulating_supply=read_number(item, "circulating_supply"),
-        total_supply=read_number(item, "total_supply"), max_supply=read_number(item, "max_supply"),
+        rank=read_integer(item, layout.rank),
+        price=read_number(quote, layout.price, prefix),
+        market_cap=read_number(quote, layout.market_cap, prefix),
+        volume_24h=read_number(quote, layout.volume_24h, prefix),
+        change_1h=read_number(quote, layout.change_1h, prefix),
+        change_24h=read_number(quote, layout.change_24h, prefix),
+        change_7d=read_number(quote, layout.change_7d, prefix),
+        circulating_supply=read_number(item, layout.circulating_supply),
+        total_supply=read_number(item, layout.total_supply), max_supply=read_number(item, layout.max_supply),
         last_updated=last_updated, collected_at=collected_at, currency=currency.lower(),
     )
 
@@ -188,19 +215,17 @@ def _label(item: Any, index: int) -> str:
     return f"item {index}"
 
 
+def parse_items(items: list[Any], collected_at: datetime, currency: str, layout: ItemLayout) -> ParseResult:
+    """Coin items -> quotes; an unreadable item -> a ``Rejection`` labelled by its slug or id."""
+    return collect(items, layout.source, lambda item: read_item(item, collected_at, currency, layout), _label)
+
+
 def parse_listings(body: bytes, collected_at: datetime, currency: str) -> ParseResult:
     """Parse a ``listings/latest`` body; a malformed item becomes a ``Rejection``, the rest is kept.
 
     Raises ``SourceError`` for a non-zero ``status.error_code`` and ``ParseError`` for any other shape.
     """
-    data = check_envelope(load_json(body, SOURCE))
-    result = ParseResult()
-    for index, item in enumerate(data):
-        try:
-            result.quotes.append(_quote(item, collected_at, currency))
-        except ItemRejected as bad:
-            result.rejected.append(Rejection(SOURCE, _label(item, index), bad.field, bad.reason, bad.detail))
-    return result
+    return parse_items(check_envelope(load_json(body, SOURCE)), collected_at, currency, API_ITEM)
 
 
 # --- fetching ------------------------------------------------------------------------------------
@@ -241,55 +266,26 @@ def page_plan(top_n: int | str) -> list[int] | None:
     return [min(MAX_LIMIT, top_n - MAX_LIMIT * i) for i in range(pages)]
 
 
-class CoinMarketCapSource:
+class CoinMarketCapSource(ApiSource):
     """CoinMarketCap's Pro API; needs a key (the free Basic plan is enough)."""
 
     name = SOURCE
+    key_header = "X-CMC_PRO_API_KEY"
 
-    def __init__(self, settings: Settings, http: HttpClient, *,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self._settings = settings
-        self._http = http
-        self._now = now
-        key = settings.coinmarketcap_api_key
-        self._key = key.get_secret_value() if key is not None and key.get_secret_value() else None
+    def __init__(self, settings: Settings, http: HttpClient, *, now: Callable[[], datetime] = utc_now) -> None:
+        super().__init__(settings, http, settings.coinmarketcap_api_key, now=now)
         http.set_rate_limit(self.name, *DEFAULT_RATE)
 
     @property
     def url(self) -> str:
         return f"{self._settings.coinmarketcap_base_url.rstrip('/')}/v1/cryptocurrency/listings/latest"
 
-    @property
-    def breaker_state(self) -> BreakerState:
-        """This source's circuit breaker, for the run report ("closed", "open", "half-open")."""
-        return self._http.breaker(self.name).state
-
-    def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        if self._key:
-            headers["X-CMC_PRO_API_KEY"] = self._key
-        return headers
-
     def _fetch_page(self, number: int, limit: int) -> tuple[RawPage, int]:
         # Only full pages are followed by another, so page n starts after n-1 full ones.
         params: dict[str, str | int] = {"start": 1 + (number - 1) * MAX_LIMIT, "limit": limit,
                                         "convert": self._settings.vs_currency.upper()}
-        count = 0
-
-        def check(response: httpx.Response) -> None:
-            nonlocal count
-            try:
-                count = check_response(response)
-            except SourceError as exc:
-                raise redact_error(exc, [self._key]) from None  # servers may echo what they were sent
-
-        # 429 is passed through: its body says which limit was hit (per minute, day, month). The check
-        # runs inside the HTTP client, so error envelopes and bodies cut short count as failed requests.
-        response = self._http.get(self.name, self.url, params=params, headers=self._headers(),
-                                  passthrough={429}, check=check)
-        raw = RawPage(source=self.name, body=response.content, extension="json",
-                      fetched_at=self._now(), url=str(response.url))
-        return raw, count
+        # 429 is passed through: its body says which limit was hit (per minute, day, month).
+        return self._get_page(self.url, params, check_response, passthrough={429})
 
     def fetch(self) -> list[RawPage]:
         """Pages of up to 5000 coins; a failed first page raises, a later failure keeps earlier pages."""

@@ -32,38 +32,29 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote
 
 from bs4 import BeautifulSoup, Tag
 
-from cryptoviz.config import Settings
-from cryptoviz.errors import ParseError, TerminalSourceError
-from cryptoviz.models import ParseResult, Rejection, SourceQuote
+from cryptoviz.errors import ParseError
+from cryptoviz.models import ParseResult
 from cryptoviz.sources import selectors as sel
-from cryptoviz.sources.base import MAX_SOURCE_ID, RawPage, brief_text, checked_text, printable
-from cryptoviz.sources.coingecko import (
-    ItemRejected,
-    got,
-    read_integer,
-    read_number,
-    read_optional_text,
-    read_symbol,
-    read_text,
-    read_timestamp,
-)
-from cryptoviz.sources.coingecko_html import (
-    HttpGetter,
+from cryptoviz.sources.base import brief_text
+from cryptoviz.sources.coinmarketcap import ItemLayout
+from cryptoviz.sources.coinmarketcap import parse_items as parse_layout_items
+from cryptoviz.sources.fields import ItemRejected, read_container
+from cryptoviz.sources.html import (
+    NUMERIC_ROLES,
+    HtmlPageSource,
     RowError,
     RowExtras,
-    fetch_pages,
-    keep_top,
+    Site,
+    TableLayout,
+    find_table,
     not_the_list,
-    pages_for,
-    parse_table_rows,
-    utc_now,
+    read_table,
+    with_coins,
 )
 from cryptoviz.sources.numbers import parse_detailed
 
@@ -124,23 +115,9 @@ def _next_data(soup: BeautifulSoup) -> tuple[bool, list[Any] | None]:
     return True, max(lists, key=len)
 
 
-def _source_id(item: dict[str, Any]) -> str:
-    value = item.get("id")
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, str) and value.strip():
-        return checked_text(value.strip(), "id", MAX_SOURCE_ID, ItemRejected)
-    if value is None:
-        raise ItemRejected("id", "missing_field")
-    raise ItemRejected("id", "not_an_integer", got(value))
-
-
-def _currency_quote(item: dict[str, Any], key: str) -> dict[str, Any]:
-    quotes = item.get("quotes")
-    if quotes is None:
-        raise ItemRejected("quotes", "missing_field")
-    if not isinstance(quotes, list):
-        raise ItemRejected("quotes", "not_a_list", f"got {type(quotes).__name__}")
+def _listed_quote(item: dict[str, Any], key: str) -> dict[str, Any]:
+    """The page's ``"quotes": [{"name": "USD", ...}]``."""
+    quotes: list[Any] = read_container(item, "quotes", list)
     names = [q.get("name") for q in quotes if isinstance(q, dict)]
     for quote in quotes:
         if isinstance(quote, dict) and isinstance(quote.get("name"), str) and quote["name"].upper() == key:
@@ -149,83 +126,24 @@ def _currency_quote(item: dict[str, Any], key: str) -> dict[str, Any]:
     raise ItemRejected(f"quotes.{key}", "missing_field", f"no {key} quote (found: {found})")
 
 
-def _label(item: Any, index: int) -> str:
-    if isinstance(item, dict):
-        for key in ("slug", "id"):
-            value = item.get(key)
-            if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
-                return printable(str(value).strip())
-    return f"item {index}"
-
-
-def _json_quote(item: Any, collected_at: datetime, currency: str) -> SourceQuote:
-    if not isinstance(item, dict):
-        raise ItemRejected("item", "not_an_object", f"got {type(item).__name__}")
-    key = currency.upper()
-    source_id = _source_id(item)
-    quote = _currency_quote(item, key)
-    prefix = f"quotes.{key}."
-    # The quote's own time is when its price was computed; the item's is a fallback.
-    last_updated = read_timestamp(quote, "lastUpdated", prefix) or read_timestamp(item, "lastUpdated")
-    return SourceQuote(
-        source=SOURCE, source_id=source_id, symbol=read_symbol(item),
-        name=read_text(item, "name"), slug=read_optional_text(item, "slug"),
-        rank=read_integer(item, "cmcRank"),
-        price=read_number(quote, "price", prefix), market_cap=read_number(quote, "marketCap", prefix),
-        volume_24h=read_number(quote, "volume24h", prefix),
-        change_1h=read_number(quote, "percentChange1h", prefix),
-        change_24h=read_number(quote, "percentChange24h", prefix),
-        change_7d=read_number(quote, "percentChange7d", prefix),
-        circulating_supply=read_number(item, "circulatingSupply"),
-        total_supply=read_number(item, "totalSupply"), max_supply=read_number(item, "maxSupply"),
-        last_updated=last_updated, collected_at=collected_at, currency=currency,
-    )
+PAGE_ITEM = ItemLayout(
+    source=SOURCE, quotes="quotes", quote=_listed_quote, rank="cmcRank", price="price", market_cap="marketCap",
+    volume_24h="volume24h", change_1h="percentChange1h", change_24h="percentChange24h",
+    change_7d="percentChange7d", circulating_supply="circulatingSupply", total_supply="totalSupply",
+    max_supply="maxSupply", last_updated="lastUpdated",
+)
 
 
 def parse_items(items: list[Any], collected_at: datetime, currency: str) -> ParseResult:
     """The ``cryptoCurrencyList`` items -> quotes; an unreadable item -> a :class:`Rejection`.
 
-    Fields are read like the API parsers read theirs (same reasons: ``missing_field``, ``not_a_number``,
-    ``not_an_integer``, ``not_a_string``, ``not_an_object``, ``bad_timestamp``).
+    Read like the API's items (same reasons: ``missing_field``, ``not_a_number``, ``not_an_integer``,
+    ``not_a_string``, ``not_an_object``, ``bad_timestamp``).
     """
-    result = ParseResult()
-    for index, item in enumerate(items):
-        try:
-            result.quotes.append(_json_quote(item, collected_at, currency))
-        except ItemRejected as exc:
-            result.rejected.append(Rejection(SOURCE, _label(item, index), exc.field, exc.reason, exc.detail))
-    return result
+    return parse_layout_items(items, collected_at, currency, PAGE_ITEM)
 
 
 # --- the server-rendered table -------------------------------------------------------------------------
-
-
-def _find_table(soup: BeautifulSoup) -> Tag | None:
-    table = soup.select_one(sel.COINMARKETCAP_TABLE)
-    if isinstance(table, Tag):
-        return table
-    for candidate in soup.find_all("table"):
-        roles, _ = sel.header_columns(candidate)
-        if {"coin", "price"} <= roles.keys() and ("market_cap" in roles or "volume_24h" in roles):
-            return candidate
-    return None
-
-
-def _coin_link(row: Tag, cells: list[Tag], coin_col: int) -> tuple[Tag, str] | None:
-    scopes: list[Tag] = [cells[coin_col]] if coin_col < len(cells) else []
-    scopes.append(row)
-    for scope in scopes:
-        for a in scope.find_all("a", href=True):
-            m = sel.COINMARKETCAP_COIN_HREF.match(str(a["href"]).strip())
-            if m:
-                return a, unquote(m["slug"])
-    return None
-
-
-def _is_lazy(cells: list[Tag], roles: dict[str, int]) -> bool:
-    """A placeholder row past the first ten: name, symbol and maybe a price, no other numbers."""
-    return all(sel.is_blank(cells[roles[r]] if roles.get(r, 10**6) < len(cells) else None)
-               for r in ("change_1h", "change_24h", "change_7d", "market_cap", "volume_24h"))
 
 
 def _supply(cell: Tag, symbol: str, locale: str) -> float | None:
@@ -264,31 +182,8 @@ def _extras(cells: list[Tag], roles: dict[str, int], locale: str, symbol: str) -
     return RowExtras(source_id=source_id, circulating_supply=supply)
 
 
-def _locale(soup: BeautifulSoup, table: Tag | None) -> str:
-    lang = sel.page_lang(soup)
-    if lang is None and table is not None:
-        for a in table.find_all("a", href=True):
-            m = sel.COINMARKETCAP_COIN_HREF.match(str(a["href"]))
-            if m and m["lang"]:
-                lang = m["lang"].split("-")[0].casefold()
-                break
-    lang = lang or "en"
-    if lang not in ("en", "fr"):
-        raise TerminalSourceError(SOURCE, f"page language {lang!r} is not read (en and fr are)")
-    return lang
-
-
-def _parse_table(soup: BeautifulSoup, table: Tag, collected_at: datetime,
-                 currency: str) -> tuple[ParseResult, int]:
-    locale = _locale(soup, table)
-    roles, header_count = sel.header_columns(table)
-    count: int | None = header_count
-    if not {"coin", "price"} <= roles.keys():
-        logger.warning("%s: coin table header not recognised; reading columns by position", SOURCE)
-        roles, count = dict(sel.COINMARKETCAP_POSITIONS), None
-    return parse_table_rows(
-        table=table, source=SOURCE, collected_at=collected_at, currency=currency, locale=locale,
-        roles=roles, column_count=count, coin_link=_coin_link, extra=_extras, lazy=_is_lazy)
+TABLE = TableLayout(source=SOURCE, selector=sel.COINMARKETCAP_TABLE, coin_href=sel.COINMARKETCAP_COIN_HREF,
+                    positions=sel.COINMARKETCAP_POSITIONS, placeholder_roles=NUMERIC_ROLES, row_extras=_extras)
 
 
 def _parse(body: bytes, collected_at: datetime, currency: str) -> tuple[ParseResult, int]:
@@ -299,14 +194,14 @@ def _parse(body: bytes, collected_at: datetime, currency: str) -> tuple[ParseRes
     has_script, items = _next_data(soup)
     if items:
         return parse_items(items, collected_at, currency), len(items)
-    table = _find_table(soup)
+    table = find_table(soup, TABLE)
     if table is None:
         if has_script and items is not None:
             return ParseResult(), 0  # an empty list: the page is past the last one
         raise not_the_list(body, SOURCE, "coin list")
     if not has_script:
         logger.warning("%s: no __NEXT_DATA__ script; reading the ~10 server-rendered rows", SOURCE)
-    return _parse_table(soup, table, collected_at, currency)
+    return read_table(soup, table, TABLE, collected_at, currency)
 
 
 def parse_page(body: bytes, collected_at: datetime, currency: str) -> ParseResult:
@@ -316,12 +211,8 @@ def parse_page(body: bytes, collected_at: datetime, currency: str) -> ParseResul
     ("coin list not found - page layout changed?") when neither the list nor the table is there, or when
     they hold no coins.
     """
-    result, rows = _parse(body, collected_at, currency)
-    if rows == 0:
-        raise TerminalSourceError(SOURCE, "coin list has no coins - page layout changed, "
-                                          "or the page is past the last one?")
-    logger.debug("%s: %d quotes, %d rejected", SOURCE, len(result.quotes), len(result.rejected))
-    return result
+    return with_coins(SOURCE, _parse(body, collected_at, currency),
+                      "coin list has no coins - page layout changed, or the page is past the last one?")
 
 
 def coin_row_count(body: bytes, currency: str = "usd") -> int:
@@ -329,26 +220,9 @@ def coin_row_count(body: bytes, currency: str = "usd") -> int:
     return _parse(body, datetime.now(UTC), currency)[1]
 
 
-class CoinMarketCapHtmlSource:
+class CoinMarketCapHtmlSource(HtmlPageSource):
     """coinmarketcap.com's public coin list pages, 100 coins a page, read like a browser would."""
 
     name = SOURCE
-
-    def __init__(self, settings: Settings, http: HttpGetter, *, lang: str = "en",
-                 clock: Callable[[], datetime] = utc_now) -> None:
-        self.settings = settings
-        self.http = http
-        self.lang = lang
-        self.clock = clock
-
-    def page_url(self, page: int) -> str:
-        return page_url(self.settings.coinmarketcap_html_base_url, page, self.lang)
-
-    def fetch(self) -> list[RawPage]:
-        currency = self.settings.vs_currency
-        return fetch_pages(self.http, self.name, self.page_url, pages_for(self.settings.top_n),
-                           lambda body: coin_row_count(body, currency), self.clock)
-
-    def parse(self, page: RawPage) -> ParseResult:
-        result = parse_page(page.body, page.fetched_at, self.settings.vs_currency)
-        return keep_top(result, self.settings.top_n)
+    site = Site(base_url=lambda settings: settings.coinmarketcap_html_base_url, page_url=page_url,
+                parse_page=parse_page, row_count=coin_row_count)
