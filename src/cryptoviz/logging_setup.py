@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import logging.handlers
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.logging import RichHandler
 
+from cryptoviz import progress
 from cryptoviz.config import Settings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -66,8 +68,11 @@ def configure_logging(settings: Settings, *, log_file: Path | None = None, quiet
     mask = SecretMask(secrets_of(settings))
     console: logging.Handler
     if sys.stderr.isatty():
+        terminal = Console(stderr=True)
         console = RichHandler(show_path=False, rich_tracebacks=False, markup=False, log_time_format="[%X]",
-                              console=Console(stderr=True))
+                              console=terminal)
+        # Long page walks (TOP_N=all) show live bars on the same console; log lines print above them.
+        atexit.register(progress.install_bars(terminal))
     else:  # pipes and files get plain, unwrapped lines
         console = logging.StreamHandler(sys.stderr)
         console.setFormatter(logging.Formatter(LOG_FORMAT))

@@ -19,6 +19,7 @@ from urllib.parse import unquote
 import httpx
 from bs4 import BeautifulSoup, Tag
 
+from cryptoviz import progress
 from cryptoviz.config import Settings
 from cryptoviz.errors import ParseError, SourceError, TerminalSourceError, TransientSourceError
 from cryptoviz.models import ParseResult, Rejection, SourceQuote
@@ -311,21 +312,25 @@ def fetch_pages(
     """
     out: list[RawPage] = []
     last = pages if pages is not None else MAX_PAGES
-    for page in range(1, last + 1):
-        url = url_of(page)
-        try:
-            body = _checked_body(source, url, page, http.get(source, url, headers=dict(BROWSER_HEADERS)))
-            if pages is None and row_count(body) == 0:
+    try:
+        for page in range(1, last + 1):
+            url = url_of(page)
+            try:
+                body = _checked_body(source, url, page, http.get(source, url, headers=dict(BROWSER_HEADERS)))
+                if pages is None and row_count(body) == 0:
+                    break
+            except _PastTheEnd:
+                logger.info("%s: page %d answered 404: the list ends at page %d", source, page, page - 1)
                 break
-        except _PastTheEnd:
-            logger.info("%s: page %d answered 404: the list ends at page %d", source, page, page - 1)
-            break
-        except SourceError as exc:
-            if not out:
-                raise
-            logger.warning("%s: page %d failed (%s); keeping pages 1-%d", source, page, exc, page - 1)
-            break
-        out.append(RawPage(source=source, body=body, extension="html", fetched_at=clock(), url=url))
+            except SourceError as exc:
+                if not out:
+                    raise
+                logger.warning("%s: page %d failed (%s); keeping pages 1-%d", source, page, exc, page - 1)
+                break
+            out.append(RawPage(source=source, body=body, extension="html", fetched_at=clock(), url=url))
+            progress.page_fetched(source, page, pages)
+    finally:
+        progress.walk_ended(source)
     return out
 
 

@@ -28,6 +28,7 @@ from typing import Any, Literal, TypeVar
 import httpx
 import orjson
 
+from cryptoviz import progress
 from cryptoviz.config import Settings
 from cryptoviz.errors import SourceError, TerminalSourceError, TransientSourceError
 from cryptoviz.sources.base import RawPage, brief_text
@@ -421,18 +422,23 @@ def fetch_pages(source: str, limits: Sequence[int], fetch_one: Callable[[int, in
     keeps the pages already fetched (a partial cycle beats none). ``capped``: ``limits`` is a safety
     limit, not the plan, so running out of it is worth a warning."""
     pages: list[RawPage] = []
-    for number, limit in enumerate(limits, start=1):
-        try:
-            raw, count = fetch_one(number, limit)
-        except SourceError as exc:
-            if not pages:
-                raise
-            logger.warning("%s: page %d failed, keeping the %d page(s) already fetched: %s",
-                           source, number, len(pages), exc)
-            return pages
-        pages.append(raw)
-        if count < limit:
-            return pages
+    total = None if capped else len(limits)
+    try:
+        for number, limit in enumerate(limits, start=1):
+            try:
+                raw, count = fetch_one(number, limit)
+            except SourceError as exc:
+                if not pages:
+                    raise
+                logger.warning("%s: page %d failed, keeping the %d page(s) already fetched: %s",
+                               source, number, len(pages), exc)
+                return pages
+            pages.append(raw)
+            progress.page_fetched(source, number, total)
+            if count < limit:
+                return pages
+    finally:
+        progress.walk_ended(source)
     if capped:
         logger.warning("%s: stopped after %d pages (safety limit); later coins are not collected",
                        source, len(limits))
