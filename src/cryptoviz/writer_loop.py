@@ -101,6 +101,9 @@ class _StoreStage:
         stats.batches += 1
         stats.last_commit_at = done
         metrics.observe_stored(n)
+        lag = self.consumer.lag()
+        if lag is not None:
+            metrics.set_bus_lag(lag)
         if self.on_write is not None:
             self.on_write(n)
         if self.on_commit is not None:

@@ -268,3 +268,21 @@ def test_factory_without_kafka_uses_the_given_memory_bus() -> None:
     bus = MemoryBus(maxsize=10)
     assert isinstance(make_publisher(settings, memory_bus=bus), MemoryPublisher)
     assert isinstance(make_consumer(settings, memory_bus=bus), MemoryConsumer)
+
+
+def test_lag_counts_what_the_consumer_has_not_taken_yet(kafka_bootstrap: str, kafka_topic: str,
+                                                        kafka_group: str) -> None:
+    publish_all(kafka_bootstrap, kafka_topic, [snapshot(i) for i in range(300)])
+    consumer = KafkaConsumer(kafka_bootstrap, kafka_topic, kafka_group)
+    try:
+        taken = drain(consumer, 100, max_records=100)
+        # Watermarks come with the fetches; give the prefetch a moment to have seen every partition.
+        deadline = time.monotonic() + 10
+        while consumer.lag() != 300 - len(taken) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert consumer.lag() == 300 - len(taken)
+        rest = drain(consumer, 300 - len(taken))
+        assert len(taken) + len(rest) == 300
+        assert consumer.lag() == 0
+    finally:
+        consumer.close()

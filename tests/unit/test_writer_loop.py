@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from cryptoviz import metrics
 from cryptoviz.bus.base import Batch
 from cryptoviz.bus.memory import MemoryBus
 from cryptoviz.errors import StoreError
@@ -40,6 +41,7 @@ def test_every_batch_is_stored_and_acknowledged_in_poll_order(tmp_path: Path) ->
     bus.close()
     committed: list[Batch] = []
     stats = WriterStats()
+    metrics.set_bus_lag(99)
     stored = run_writer(bus.consumer(), SnapshotWriter(engine), threading.Event(), batch_size=70,
                         batch_timeout=0.01, on_commit=committed.append, stats=stats)
     assert stored == stats.stored == 1_000
@@ -51,6 +53,7 @@ def test_every_batch_is_stored_and_acknowledged_in_poll_order(tmp_path: Path) ->
     with engine.connect() as conn:
         price = conn.execute(sa.text("SELECT price FROM currency_data WHERE currency_id = 'coin-7'")).scalar_one()
     assert price == 25.0  # the latest minute is the current value
+    assert metrics.BUS_LAG._value.get() == 0  # the gauge follows the bus: all taken
 
 
 def _refusing(tmp_path: Path) -> SnapshotWriter:

@@ -59,5 +59,9 @@ class Consumer(ABC):
     def commit(self, batch: Batch) -> None:
         """Acknowledge a batch once the database transaction holding it has committed."""
 
+    def lag(self) -> int | None:
+        """Messages on the bus this consumer has not taken yet (``None``: not known)."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""

@@ -461,6 +461,27 @@ class KafkaConsumer(Consumer):
             raise KafkaBusError("Kafka commit failed for " + ", ".join(
                 f"{tp.topic}[{tp.partition}]: {tp.error}" for tp in bad))
 
+    def lag(self) -> int | None:
+        """Messages behind the end of the owned partitions, from the last fetch's high watermarks (no
+        request to the broker)."""
+        try:
+            positions = self._consumer.position([TopicPartition(t, p) for t, p in sorted(self._assigned)])
+            # A partition that has delivered nothing yet has no position: it starts at its committed
+            # offset (one request to the group coordinator), else at its beginning.
+            unstarted = [tp for tp in positions if tp.offset < 0]
+            starts = {(tp.topic, tp.partition): tp.offset
+                      for tp in (self._consumer.committed(unstarted, timeout=2.0) if unstarted else [])}
+            behind = 0
+            for tp in positions:
+                low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+                if high < 0:
+                    continue
+                start = tp.offset if tp.offset >= 0 else starts.get((tp.topic, tp.partition), -1)
+                behind += max(0, high - (start if start >= 0 else max(low, 0)))
+            return behind
+        except KafkaException:
+            return None
+
     def rewind(self) -> None:
         """Drop what was polled but not committed: seek every owned partition back to its committed offset.
 

@@ -96,5 +96,8 @@ class MemoryConsumer(Consumer):
             return None
         return batch
 
+    def lag(self) -> int:
+        return self._bus._queue.qsize()
+
     def commit(self, batch: Batch) -> None:
         """Nothing to acknowledge: an in-process queue has no offsets."""
