@@ -22,3 +22,17 @@ def snapshot(coin: str = "bitcoin", *, price: float = 100.0, at: datetime = T0, 
             SourceValue("coinmarketcap", "1", price * 1.001, None, None, observed - timedelta(seconds=20)),
         ),
     )
+
+
+def numbered(coin: int, minute: int, *, t0: datetime, base_price: float) -> CoinSnapshot:
+    """Coin number ``coin`` observed ``minute`` minutes after ``t0``, from one source; the price moves
+    a little each minute so the latest value is recognisable."""
+    at = t0 + timedelta(minutes=minute)
+    price = base_price + coin + minute / 100
+    cid = f"coin-{coin:04d}"
+    return CoinSnapshot(
+        coin_id=cid, symbol=f"C{coin}", name=f"Coin {coin}", slug=cid, rank=coin + 1, price=price,
+        market_cap=price * 1e6, volume_24h=1e5, change_1h=None, change_24h=None, change_7d=None,
+        circulating_supply=1e6, total_supply=None, max_supply=None, confidence=0.8, observed_at=at,
+        currency="usd", coingecko_id=cid, sources=(SourceValue("coingecko", cid, price, price * 1e6, 1e5, at),),
+    )

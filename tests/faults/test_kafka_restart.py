@@ -13,15 +13,16 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from cryptoviz.bus.kafka import KafkaPublisher, consumer_lag
-from cryptoviz.models import CoinSnapshot, SourceValue
+from cryptoviz.models import CoinSnapshot
 from cryptoviz.store import migrate
+from tests.factories import numbered
 from tests.faults.conftest import clean_env, services, wait_for
 
 pytestmark = pytest.mark.faults
@@ -33,15 +34,7 @@ OUTAGE = 5.0  # seconds between kafka-stop returning and kafka-start being run
 
 
 def make_snapshot(coin: int, minute: int) -> CoinSnapshot:
-    at = T0 + timedelta(minutes=minute)
-    price = 50.0 + coin + minute / 100
-    return CoinSnapshot(
-        coin_id=f"coin-{coin:04d}", symbol=f"C{coin}", name=f"Coin {coin}", slug=f"coin-{coin:04d}",
-        rank=coin + 1, price=price, market_cap=price * 1e6, volume_24h=1e5, change_1h=None, change_24h=None,
-        change_7d=None, circulating_supply=1e6, total_supply=None, max_supply=None, confidence=0.8,
-        observed_at=at, currency="usd", coingecko_id=f"coin-{coin:04d}",
-        sources=(SourceValue("coingecko", f"coin-{coin:04d}", price, price * 1e6, 1e5, at),),
-    )
+    return numbered(coin, minute, t0=T0, base_price=50.0)
 
 
 class SteadyProducer(threading.Thread):

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -22,10 +22,11 @@ from confluent_kafka import Consumer as RawConsumer
 from confluent_kafka import Producer, TopicPartition
 
 from cryptoviz.bus.kafka import KafkaPublisher, consumer_lag, dlq_topic_of, list_dlq
-from cryptoviz.models import CoinSnapshot, SourceValue, encode_snapshot
+from cryptoviz.models import CoinSnapshot, encode_snapshot
 from cryptoviz.simulator import start_simulator
 from cryptoviz.store import migrate
 from tests.conftest import ROOT
+from tests.factories import numbered
 
 pytestmark = pytest.mark.integration
 
@@ -35,15 +36,7 @@ MINUTES = 20  # 300 coins x 20 observations = 6,000 snapshots
 
 
 def make_snapshot(coin: int, minute: int) -> CoinSnapshot:
-    at = T0 + timedelta(minutes=minute)
-    price = 100.0 + coin + minute / 100
-    return CoinSnapshot(
-        coin_id=f"coin-{coin:04d}", symbol=f"C{coin}", name=f"Coin {coin}", slug=f"coin-{coin:04d}",
-        rank=coin + 1, price=price, market_cap=price * 1e6, volume_24h=1e5, change_1h=None, change_24h=None,
-        change_7d=None, circulating_supply=1e6, total_supply=None, max_supply=None, confidence=0.8,
-        observed_at=at, currency="usd", coingecko_id=f"coin-{coin:04d}",
-        sources=(SourceValue("coingecko", f"coin-{coin:04d}", price, price * 1e6, 1e5, at),),
-    )
+    return numbered(coin, minute, t0=T0, base_price=100.0)
 
 
 def stream() -> list[CoinSnapshot]:

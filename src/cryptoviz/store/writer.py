@@ -18,11 +18,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from cryptoviz.errors import StoreError
 from cryptoviz.models import CoinSnapshot
-from cryptoviz.store.engine import redact
+from cryptoviz.store.engine import insert_for, redact
 from cryptoviz.store.tables import currencies, currency_data, currency_data_history, source_quotes
 
 logger = logging.getLogger(__name__)
@@ -38,14 +37,6 @@ class WriteResult:
 def utc(value: datetime) -> datetime:
     """Aware UTC; SQLite stores no zone, so everything is stored as UTC."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _insert(table: sa.Table, dialect: str) -> Any:
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    raise StoreError(f"unsupported database dialect {dialect!r}: use SQLite or PostgreSQL")
 
 
 def _later(a: datetime, b: datetime) -> bool:
@@ -106,7 +97,7 @@ class SnapshotWriter:
 
     def _build_statements(self) -> dict[str, Any]:
         d = self.dialect
-        ins = _insert(currencies, d)
+        ins = insert_for(currencies, d)
         ex = ins.excluded
         upsert_currencies = ins.on_conflict_do_update(
             index_elements=[currencies.c.id],
@@ -121,7 +112,7 @@ class SnapshotWriter:
                                         else_=currencies.c.last_seen_at),
             },
         )
-        ins = _insert(currency_data, d)
+        ins = insert_for(currency_data, d)
         ex = ins.excluded
         upsert_current = ins.on_conflict_do_update(
             index_elements=[currency_data.c.currency_id],
@@ -133,9 +124,9 @@ class SnapshotWriter:
             "currencies": upsert_currencies,
             "currency_data": upsert_current,
             # RETURNING counts the rows really inserted (rowcount is not reliable on every driver).
-            "history": _insert(currency_data_history, d).on_conflict_do_nothing()
+            "history": insert_for(currency_data_history, d).on_conflict_do_nothing()
             .returning(currency_data_history.c.currency_id),
-            "source_quotes": _insert(source_quotes, d).on_conflict_do_nothing()
+            "source_quotes": insert_for(source_quotes, d).on_conflict_do_nothing()
             .returning(source_quotes.c.currency_id),
         }
 
