@@ -13,7 +13,7 @@ help: ## List the targets
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip setuptools
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	@touch $(STAMP)
 
@@ -50,8 +50,10 @@ bench: install services-up ## Benchmarks against real Kafka and PostgreSQL (writ
 fuzz: install ## Longer property-based fuzzing of every parser
 	CRYPTOVIZ_FUZZ_EXAMPLES=50000 $(BIN)/python -m pytest -m fuzz $(PYTEST_ARGS)
 
-audit: install ## Known vulnerabilities in the installed dependencies (pip-audit)
-	$(BIN)/pip-audit --skip-editable --progress-spinner off
+audit: install ## Known vulnerabilities in the installed dependencies (pip-audit; fails when it cannot audit one)
+	@# --strict: a dependency that could not be looked up is a failure, not a silent "no known vulnerabilities".
+	$(BIN)/pip-audit --skip-editable --progress-spinner off --strict || { \
+	  echo "make audit: pip-audit found vulnerabilities or could not audit every dependency (is its vulnerability service reachable from here?); see docs/security.md" >&2; exit 1; }
 
 unit: install ## Only the tests that need no service
 	$(BIN)/python -m pytest -m "not integration and not faults" $(PYTEST_ARGS)
