@@ -410,8 +410,10 @@ def serve_command(port: Port = None, host: Host = None, database_url: DatabaseUr
 # --- simulator and demo ----------------------------------------------------------------------------
 
 Faults = Annotated[str | None, typer.Option(
-    "--faults", help="Comma list: rate-limit, server-error, slow, malformed, outlier, none, all "
-                     "(default: the demo set: malformed, outlier and rare rate limits / 500s).")]
+    "--faults", help="Comma list of rate-limit, server-error, slow, malformed, outlier, garbage, bad-key; "
+                     "NAME@SOURCE limits one to a source, NAME=P sets its probability (e.g. "
+                     "server-error@coinmarketcap=0.5); or none, all, demo (default: malformed, outlier and "
+                     "rare rate limits / 500s).")]
 
 
 @app.command()
