@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 
 from cryptoviz.models import Rejection, SourceQuote
 
-TEXT_INVALID = "text_invalid"
 PRICE_MISSING = "price_missing"
 PRICE_NOT_FINITE = "price_not_finite"
 PRICE_NOT_POSITIVE = "price_not_positive"
@@ -32,7 +31,7 @@ SOURCE_TIME_IN_FUTURE = "source_time_in_future"
 STALE = "stale"
 
 REASONS = (
-    TEXT_INVALID, PRICE_MISSING, PRICE_NOT_FINITE, PRICE_NOT_POSITIVE,
+    PRICE_MISSING, PRICE_NOT_FINITE, PRICE_NOT_POSITIVE,
     MARKET_CAP_NOT_FINITE, MARKET_CAP_NEGATIVE, VOLUME_NOT_FINITE, VOLUME_NEGATIVE,
     SUPPLY_NOT_FINITE, SUPPLY_NEGATIVE, CHANGE_NOT_FINITE,
     MARKET_CAP_MISMATCH, SOURCE_TIME_IN_FUTURE, STALE,
@@ -42,13 +41,6 @@ REASONS = (
 CLOCK_SKEW_ALLOWANCE = 120.0  # seconds
 
 _SUPPLY_FIELDS = ("circulating_supply", "total_supply", "max_supply")
-# Names and ids longer than the columns that store them (or holding a NUL, which PostgreSQL text cannot
-# store) would make every batch holding them fail: they are rejected here, with the quote.
-_TEXT_LIMITS = (("source_id", 200), ("symbol", 64), ("name", 200), ("slug", 200))
-
-
-def _text_ok(value: str | None, limit: int) -> bool:
-    return value is None or (len(value) <= limit and "\x00" not in value)
 _CHANGE_FIELDS = ("change_1h", "change_24h", "change_7d")
 
 
@@ -103,9 +95,7 @@ def validate_quotes(
                 and (maximum is None or (type(maximum) is float and 0.0 <= maximum < inf))
                 and (change_1h is None or (type(change_1h) is float and -inf < change_1h < inf))
                 and (change_24h is None or (type(change_24h) is float and -inf < change_24h < inf))
-                and (change_7d is None or (type(change_7d) is float and -inf < change_7d < inf))
-                and _text_ok(quote.source_id, 200) and _text_ok(quote.name, 200) and _text_ok(quote.symbol, 64)
-                and _text_ok(quote.slug, 200)):
+                and (change_7d is None or (type(change_7d) is float and -inf < change_7d < inf))):
             if cap is not None and circulating is not None and cap > 0 and circulating > 0:
                 implied = price * circulating
                 mismatch = not implied < inf or abs(cap - implied) > tolerance * (cap if cap > implied else implied)
@@ -128,18 +118,10 @@ def validate_quotes(
 
 
 def _reject(quote: SourceQuote, field: str, reason: str, detail: str) -> Rejection:
-    coin = quote.source_id
-    if not _text_ok(coin, 200):  # the rejection is stored too: keep its coin storable
-        coin = coin.replace("\x00", "\ufffd")[:200]
-    return Rejection(source=quote.source, coin=coin, field=field, reason=reason, detail=detail)
+    return Rejection(source=quote.source, coin=quote.source_id, field=field, reason=reason, detail=detail)
 
 
 def _check(quote: SourceQuote, now_ts: float, max_staleness: float, tolerance: float) -> Rejection | None:
-    for name, limit in _TEXT_LIMITS:
-        text = getattr(quote, name)
-        if not _text_ok(text, limit):
-            problem = "holds a NUL character" if "\x00" in text else f"is {len(text)} characters long (> {limit})"
-            return _reject(quote, name, TEXT_INVALID, f"{name} {problem}")
     isfinite = math.isfinite
     price = quote.price
     if price is None:
