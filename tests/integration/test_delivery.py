@@ -192,9 +192,11 @@ def test_poison_messages_go_to_the_dlq_and_the_stream_goes_on(kafka_bootstrap: s
     negative = orjson.loads(encode_snapshot(make_snapshot(999, 0)))
     negative["snapshot"]["price"] = -1.0
     wrong_version = {**orjson.loads(encode_snapshot(make_snapshot(998, 0))), "schema_version": 42}
+    nul_name = orjson.loads(encode_snapshot(make_snapshot(997, 0)))
+    nul_name["snapshot"]["name"] = "Coin\x00997"  # PostgreSQL text cannot hold it
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     for key, value in ((b"bad-json", b"{not json"), (b"coin-0999", orjson.dumps(negative)),
-                       (b"coin-0998", orjson.dumps(wrong_version))):
+                       (b"coin-0998", orjson.dumps(wrong_version)), (b"coin-0997", orjson.dumps(nul_name))):
         producer.produce(kafka_topic, key=key, value=value, partition=0)
     for s in good:
         producer.produce(kafka_topic, key=s.coin_id.encode(), value=encode_snapshot(s), partition=0)
@@ -208,15 +210,16 @@ def test_poison_messages_go_to_the_dlq_and_the_stream_goes_on(kafka_bootstrap: s
         stop(consumer)
     letters = list_dlq(kafka_bootstrap, dlq_topic_of(kafka_topic))
     reasons = {d.key: d.error for d in letters}
-    assert len(letters) == 3
+    assert len(letters) == 4
     assert "invalid JSON" in reasons["bad-json"]
     assert "price" in reasons["coin-0999"]
     assert "schema_version 42" in reasons["coin-0998"]
+    assert "field 'name': contains a NUL character" in reasons["coin-0997"]
     assert {d.original_topic for d in letters} == {kafka_topic}
-    assert sorted(d.original_offset for d in letters) == [0, 1, 2]
+    assert sorted(d.original_offset for d in letters) == [0, 1, 2, 3]
     listing = subprocess.run([sys.executable, "-m", "cryptoviz", "dlq", "list"], env={**env, "COLUMNS": "200"},
                              capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path)
-    assert "3 message(s)" in listing.stdout
+    assert "4 message(s)" in listing.stdout
     assert "invalid JSON" in listing.stdout
 
 
