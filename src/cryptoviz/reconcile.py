@@ -61,10 +61,10 @@ import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from operator import attrgetter, itemgetter
+from typing import overload
 
 from cryptoviz.models import CoinSnapshot, SourceQuote, SourceValue
 from cryptoviz.validate import STALE, timestamp
@@ -132,19 +132,6 @@ def identity_keys(quote: SourceQuote) -> list[Key]:
         keys.append(("ns", cur, name, symbol))
     return keys
 
-
-@dataclass(slots=True)
-class _Coin:
-    coin_id: str
-    tier: int  # how coin_id was chosen: 0 = CoinGecko id, 1 = slug, 2 = source:source_id
-    slug: str | None
-    coingecko_id: str | None
-    coinmarketcap_id: str | None
-    fallback_id: str  # "source:source_id" of the most trusted source
-    rows: list[_Row]  # sorted by source name
-    any_stale: bool
-
-
 def reconcile(
     quotes: Sequence[SourceQuote],
     *,
@@ -187,6 +174,7 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+
 def _reconcile(
     quotes: Sequence[SourceQuote],
     observed_at: datetime,
@@ -194,10 +182,52 @@ def _reconcile(
     max_staleness: float,
     disagreement_tolerance: float,
     previous: Mapping[str, float] | None,
+    fast: bool = True,
 ) -> list[CoinSnapshot]:
+    """``fast=False`` forces the general path (``_gather``, ``_snapshots``); both give the same snapshots."""
     observed_ts = timestamp(observed_at)
+    trust_of: dict[str, float] = {}
+    if fast:
+        # The fast path visits the quotes in memory order (its result does not depend on the order): a
+        # quote, its strings, floats and datetimes are read several times over, and in a shuffled order
+        # nearly every read is a cache miss. Quotes in the order they were built are already sorted.
+        coins = _gather_fast(sorted(quotes, key=id), observed_ts, lookup, trust_of, max_staleness)
+        if coins is not None:
+            snapshots = _snapshots_fast(coins, trust_of, observed_at, disagreement_tolerance, previous)
+            if snapshots is not None:
+                return snapshots
+            groups = [list(filter(None, slots)) for slots in coins if slots is not None]
+            return _snapshots(groups, observed_at, disagreement_tolerance, previous)
+    groups = _gather(quotes, observed_ts, lookup, trust_of, max_staleness)
+    return _snapshots(groups, observed_at, disagreement_tolerance, previous)
 
-    # 1. One quote per (currency, source, source_id): the newest.
+
+def _trust(source: str, trust_of: dict[str, float], lookup: Callable[[str], float]) -> float:
+    t = trust_of.get(source)
+    if t is None:
+        t = trust_of[source] = _clamp_trust(lookup(source))
+    return t
+
+
+def _weight(t: float, age: float, max_staleness: float) -> float:
+    """trust x freshness, or -1.0 for a stale quote."""
+    if age > max_staleness:
+        return -1.0
+    if age <= 0:
+        return t
+    freshness = 1.0 - age / max_staleness
+    return t * (freshness if freshness > MIN_FRESHNESS else MIN_FRESHNESS)
+
+
+def _gather(
+    quotes: Sequence[SourceQuote],
+    observed_ts: float,
+    lookup: Callable[[str], float],
+    trust_of: dict[str, float],
+    max_staleness: float,
+) -> list[list[_Row]]:
+    """The rows of each coin (sorted by source name), for any input: the newest quote per (currency, source,
+    source_id), grouped by ``_group``."""
     slot: dict[tuple[str, str, str], int] = {}
     kept: list[SourceQuote] = []
     times: list[float] = []
@@ -222,57 +252,178 @@ def _reconcile(
             kept[i] = q
             times[i] = ts
             prices[i] = p
-
-    # 2. Identity, then canonical ids.
-    trust_of: dict[str, float] = {}
-    coins: list[_Coin] = []
-    claims: dict[tuple[str, str], list[int]] = {}
-    groups = _group_fast(kept)
-    for members in (groups if groups is not None else _group(kept)):
+    groups: list[list[_Row]] = []
+    for members in _group(kept):
         rows: list[_Row] = []
-        any_stale = False
         for i in members:
             q = kept[i]
-            source = q.source
-            t = trust_of.get(source)
-            if t is None:
-                t = trust_of[source] = _clamp_trust(lookup(source))
-            age = observed_ts - times[i]
-            if age > max_staleness:
-                weight = -1.0
-                any_stale = True
-            elif age <= 0:
-                weight = t
-            else:
-                freshness = 1.0 - age / max_staleness
-                weight = t * (freshness if freshness > MIN_FRESHNESS else MIN_FRESHNESS)
-            rows.append((source, q, t, weight, prices[i]))
-        if len(rows) > 1:
-            rows.sort()  # sources are distinct within a coin: this orders by source name
-        coin = _identify(rows, any_stale)
-        claim = (rows[0][1].currency, coin.coin_id)
-        holders = claims.get(claim)
-        if holders is None:
-            claims[claim] = [len(coins)]
+            t = _trust(q.source, trust_of, lookup)
+            rows.append((q.source, q, t, _weight(t, observed_ts - times[i], max_staleness), prices[i]))
+        rows.sort()  # sources are distinct within a coin: this orders by source name
+        groups.append(rows)
+    return groups
+
+
+# (name, symbol) as reported -> the name+symbol key as one string, "normalised name NUL symbol" (a normalised
+# name holds no NUL, so this is one-to-one), or "" when there is none (an empty part). One string per key:
+# its hash is computed once and lookups compare keys by identity.
+_NAME_KEYS: dict[tuple[str, str], str] = {}
+_NAME_KEYS_LIMIT = 1 << 16
+# The sources the fast grouping knows, in name order (the order of a coin's rows): slot -> source.
+_SLOTS = ("coingecko", "coingecko-html", "coinmarketcap", "coinmarketcap-html")
+_SLOT_OF = {source: slot for slot, source in enumerate(_SLOTS)}
+
+
+def _gather_fast(
+    quotes: Sequence[SourceQuote],
+    observed_ts: float,
+    lookup: Callable[[str], float],
+    trust_of: dict[str, float],
+    max_staleness: float,
+) -> list[list[_Row | None] | None] | None:
+    """The coins (each a list of rows indexed by slot, see ``_SLOTS``; None for a coin merged into another)
+    for the usual input, in one pass; or None when the general algorithm (``_gather``) is needed.
+
+    Usual: one vs currency, only the sources of ``_SLOTS``, no two quotes of one (source, source_id), and
+    no coin that would hold two quotes of one source. The coins are then the connected components of the
+    key graph, as ``_gather`` finds them, each quote read once. Without a
+    repeated source in a component no key is ambiguous (an ambiguous key joins two quotes of one source),
+    so a repeated source is the only case to hand over. Keys sit in plain dicts per key class, keyed by
+    strings (the currency is the same for all). A CoinGecko id needs no key of its own: two
+    CoinGecko-namespace quotes with one id share the own-slug key too.
+
+    A coin's rows come out in source-name order without sorting; each names its source by the ``_SLOTS``
+    string (equal to the quote's), so source tests are identity checks. Union-find over coins:
+    ``parent[c] == c`` for a live coin; a key maps to the coin that first held it, or to an alias of a
+    coin it was merged into.
+    """
+    if not quotes:
+        return []
+    currency = quotes[0].currency
+    name_keys = _NAME_KEYS
+    if len(name_keys) > _NAME_KEYS_LIMIT:
+        name_keys.clear()
+    info: dict[str, tuple[str, float, int]] = {}  # source -> (the _SLOTS string, trust, slot)
+    coins: list[list[_Row | None] | None] = []  # per coin: its row per slot (None once merged into another)
+    parent: list[int] = []
+    by_cmc: dict[str, int] = {}
+    by_slug: dict[str, int] = {}
+    by_name: dict[str, int] = {}
+    inf = math.inf
+    min_freshness = MIN_FRESHNESS
+    for q in quotes:
+        p = q.price
+        if p is None or not 0.0 < p < inf:
+            continue
+        if q.currency != currency:
+            return None
+        si = info.get(q.source)
+        if si is None:
+            slot = _SLOT_OF.get(q.source, -1)
+            if slot < 0:
+                return None
+            si = info[q.source] = (_SLOTS[slot], _trust(q.source, trust_of, lookup), slot)
+        source, t, slot = si
+        when = q.last_updated
+        if when is None:
+            when = q.collected_at
+        age = observed_ts - (when.timestamp() if when.tzinfo is not None else timestamp(when))
+        if age > max_staleness:
+            w = -1.0
+        elif age <= 0:
+            w = t
         else:
-            holders.append(len(coins))
-        coins.append(coin)
-    for holders in claims.values():
-        if len(holders) > 1:
-            _settle_claim([coins[i] for i in holders])
+            w = 1.0 - age / max_staleness
+            w = t * (w if w > min_freshness else min_freshness)
 
-    # 3. One snapshot per coin.
-    snapshots: list[CoinSnapshot] = []
-    for coin in coins:
-        snap = _snapshot(coin, observed_at, disagreement_tolerance, previous)
-        if snap is not None:
-            snapshots.append(snap)
-    snapshots.sort(key=_snapshot_order)
-    return snapshots
+        # The coin c this quote joins through its keys (-1: none yet); `new` is its own coin otherwise.
+        new = len(parent)
+        if slot < 2:  # CoinGecko namespace: the id is a slug too
+            own = q.source_id.lower()
+            x = by_slug.setdefault(own, new)
+        else:
+            own = ""
+            x = by_cmc.setdefault(q.source_id, new)
+        if x == new:
+            c = -1
+            inserted = True  # a key now maps to `new`
+        else:
+            while parent[x] != x:
+                x = parent[x]
+            c = x
+            inserted = False
+        slug = q.slug
+        if slug:
+            slug = slug.strip().lower()
+            if slug and slug != own:
+                x = by_slug.setdefault(slug, new)
+                if x == new:
+                    inserted = True
+                else:
+                    while parent[x] != x:
+                        x = parent[x]
+                    if c < 0:
+                        c = x
+                    elif x != c:
+                        c = _merge(c, x, parent, coins)
+                        if c < 0:
+                            return None
+        raw = (q.name, q.symbol)
+        key = name_keys.get(raw)
+        if key is None:
+            key = name_keys[raw] = _name_key(raw)
+        if key:
+            x = by_name.setdefault(key, new)
+            if x == new:
+                inserted = True
+            else:
+                while parent[x] != x:
+                    x = parent[x]
+                if c < 0:
+                    c = x
+                elif x != c:
+                    c = _merge(c, x, parent, coins)
+                    if c < 0:
+                        return None
+
+        row = (source, q, t, w, p)
+        if c < 0:
+            parent.append(new)
+            slots: list[_Row | None] = [None, None, None, None]
+            slots[slot] = row
+            coins.append(slots)
+        else:
+            slots = coins[c]  # type: ignore[assignment]
+            if slots[slot] is not None:
+                return None  # two quotes of one source in one coin: an ambiguous key, a chain or a repeat
+            slots[slot] = row
+            if inserted:
+                parent.append(c)
+                coins.append(None)
+    return coins
 
 
-def _snapshot_order(s: CoinSnapshot) -> tuple[str, str]:
-    return s.coin_id, s.currency
+def _name_key(raw: tuple[str, str]) -> str:
+    name = normalise_name(raw[0])
+    symbol = raw[1].strip().upper()
+    return f"{name}\x00{symbol}" if name and symbol else ""
+
+
+def _merge(a: int, b: int, parent: list[int], coins: list[list[_Row | None] | None]) -> int:
+    """Join coins ``a`` and ``b`` (roots) into the older one; -1 if they hold a common source."""
+    if b < a:
+        a, b = b, a
+    into = coins[a]
+    other = coins[b]
+    assert into is not None and other is not None
+    for slot, row in enumerate(other):
+        if row is not None:
+            if into[slot] is not None:
+                return -1
+            into[slot] = row
+    parent[b] = a
+    coins[b] = None
+    return a
 
 
 # --- identity ----------------------------------------------------------------------------------
@@ -351,117 +502,6 @@ def _group(quotes: list[SourceQuote], ambiguous: frozenset[Key] = frozenset()) -
             out.append(members)
     return out
 
-
-_NAMES: dict[str, str] = {}  # normalise_name without the lru_cache call overhead (hot loop)
-_SYMBOLS: dict[str, str] = {}
-_CACHE_LIMIT = 1 << 16
-
-
-def _group_fast(quotes: list[SourceQuote]) -> list[list[int]] | None:
-    """``_group`` for the usual input, or None when the general algorithm is needed.
-
-    Usual: one vs currency, and no component that would hold two quotes of one source. The components
-    are then the connected components of the key graph, as ``_group`` finds them (same members, same
-    order). A key held by two quotes of one source (ambiguous, which ``_group`` drops) joins both into one
-    component, so checking the components for a repeated source (a clash) catches ambiguous keys too.
-    Keys are kept per key class in plain dicts keyed by strings (the currency is the same for all), much
-    cheaper than building and hashing a tuple per key.
-    """
-    n = len(quotes)
-    if n == 0:
-        return []
-    currency = quotes[0].currency
-    names = _NAMES
-    symbols = _SYMBOLS
-    if len(names) > _CACHE_LIMIT:
-        names.clear()
-    if len(symbols) > _CACHE_LIMIT:
-        symbols.clear()
-    parent = list(range(n))
-    mask = [0] * n  # per root: the sources in its component (one bit per source)
-    links: list[int] = []  # pairs (i, j): quote i holds a key first held by quote j
-    link = links.append
-    by_cg: dict[str, int] = {}
-    by_cmc: dict[str, int] = {}
-    by_slug: dict[str, int] = {}
-    by_name: dict[tuple[str, str], int] = {}
-    bit_of: dict[str, int] = {}
-    cg_sources = COINGECKO_SOURCES
-    cmc_sources = COINMARKETCAP_SOURCES
-    for i, q in enumerate(quotes):
-        if q.currency != currency:
-            return None
-        source = q.source
-        b = bit_of.get(source)
-        if b is None:
-            b = bit_of[source] = 1 << len(bit_of)
-        mask[i] = b
-        own_slug = ""
-        if source in cg_sources:
-            sid = q.source_id
-            j = by_cg.setdefault(sid, i)
-            if j != i:
-                link(i)
-                link(j)
-            own_slug = sid.lower()
-            j = by_slug.setdefault(own_slug, i)
-            if j != i:
-                link(i)
-                link(j)
-        elif source in cmc_sources:
-            j = by_cmc.setdefault(q.source_id, i)
-            if j != i:
-                link(i)
-                link(j)
-        slug = q.slug
-        if slug:
-            slug = slug.strip().lower()
-            if slug and slug != own_slug:
-                j = by_slug.setdefault(slug, i)
-                if j != i:
-                    link(i)
-                    link(j)
-        raw = q.name
-        name = names.get(raw)
-        if name is None:
-            name = names[raw] = normalise_name(raw)
-        raw = q.symbol
-        symbol = symbols.get(raw)
-        if symbol is None:
-            symbol = symbols[raw] = raw.strip().upper()
-        if name and symbol:
-            key = (name, symbol)
-            j = by_name.setdefault(key, i)
-            if j != i:
-                link(i)
-                link(j)
-    for k in range(0, len(links), 2):
-        x = links[k]
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        y = links[k + 1]
-        while parent[y] != y:
-            parent[y] = parent[parent[y]]
-            y = parent[y]
-        if x != y:
-            if mask[x] & mask[y]:
-                return None  # two quotes of one source would be one coin: an ambiguous key or a chain
-            parent[x] = y
-            mask[y] |= mask[x]
-    components: dict[int, list[int]] = {}
-    for i in range(n):
-        x = i
-        while parent[x] != x:
-            x = parent[x]
-        members = components.get(x)
-        if members is None:
-            components[x] = [i]
-        else:
-            members.append(i)
-    return list(components.values())
-
-
 def _split(members: list[int], quotes: list[SourceQuote], bits: list[int],
            ambiguous: frozenset[Key]) -> list[list[int]]:
     """Rebuild a component that chained two quotes of one source together, refusing such joins.
@@ -498,11 +538,117 @@ def _split(members: list[int], quotes: list[SourceQuote], bits: list[int],
     return list(parts.values())
 
 
-def _identify(rows: list[_Row], any_stale: bool) -> _Coin:
-    """Ids of one coin from its quotes (``rows`` sorted by source name)."""
+
+_COIN_ID = attrgetter("coin_id")
+
+
+def _snapshots_fast(
+    coins: list[list[_Row | None] | None],
+    trust_of: dict[str, float],
+    observed_at: datetime,
+    tol: float,
+    previous: Mapping[str, float] | None,
+) -> list[CoinSnapshot] | None:
+    """``_snapshots`` for the coins of ``_gather_fast``; None if two coins claim one id (rare), which
+    ``_snapshots`` settles."""
+    # Slots by trust, most trusted first and in source order on a tie: the order in which the "most
+    # trusted source that has it" rules look (trust is per source, so the order is the same for every coin).
+    by_trust = sorted(range(len(_SLOTS)), key=lambda k: -trust_of.get(_SLOTS[k], 0.0))
+    out: list[CoinSnapshot] = []
+    ids: list[str] = []
+    for slots in coins:
+        if slots is None:
+            continue
+        # Identity, as _identify finds it: rows sorted by source name put "coingecko" before
+        # "coingecko-html" and "coinmarketcap" before "coinmarketcap-html".
+        row = slots[0] or slots[1]
+        coingecko_id = row[1].source_id if row else None
+        row = slots[2] or slots[3]
+        coinmarketcap_id = row[1].source_id if row else None
+        best = None
+        slug = None
+        for k in by_trust:
+            row = slots[k]
+            if row is not None:
+                if best is None:
+                    best = row
+                s = row[1].slug
+                if s:
+                    s = s.strip()
+                    if s:
+                        slug = s
+                        break
+        assert best is not None
+        if coingecko_id is not None:
+            coin_id = coingecko_id
+        elif slug is not None:
+            coin_id = slug.lower()
+        else:
+            coin_id = f"{best[0]}:{best[1].source_id}"
+        rows = list(filter(None, slots))  # the rows present, in source order
+        n = len(rows)
+        snap = None
+        if n == 3:
+            snap = _snapshot3(rows, coin_id, slug, coingecko_id, coinmarketcap_id, observed_at, tol)
+        elif n == 2:
+            snap = _snapshot2(rows, coin_id, slug, coingecko_id, coinmarketcap_id, observed_at, tol, previous)
+        if snap is None:
+            snap = _snapshot_general(rows, coin_id, slug, coingecko_id, coinmarketcap_id, observed_at, tol,
+                                     previous)
+        ids.append(coin_id)
+        if snap is not None:
+            out.append(snap)
+    if len(set(ids)) < len(ids):
+        return None
+    out.sort(key=_COIN_ID)  # one currency
+    return out
+
+
+_SNAPSHOT_ORDER = attrgetter("coin_id", "currency")
+
+
+def _snapshots(
+    groups: list[list[_Row]],
+    observed_at: datetime,
+    tol: float,
+    previous: Mapping[str, float] | None,
+) -> list[CoinSnapshot]:
+    """One snapshot per coin (``groups``: each coin's rows, sorted by source name), sorted by (coin_id, currency)."""
+    out: list[CoinSnapshot | None] = []
+    claims: dict[tuple[str, str], int] = {}
+    contested: dict[tuple[str, str], list[int]] = {}
+    for g, rows in enumerate(groups):
+        coin_id, _tier, slug, coingecko_id, coinmarketcap_id = _identify(rows)
+        claim = (rows[0][1].currency, coin_id)
+        first = claims.setdefault(claim, g)
+        if first != g:
+            contested.setdefault(claim, [first]).append(g)
+        out.append(_snapshot(rows, coin_id, slug, coingecko_id, coinmarketcap_id, observed_at, tol, previous))
+    # Rare: coins claiming one id. The best claim keeps it; the others are redone under their fallback id
+    # (the id matters to the consensus: it selects the previous price).
+    for holders in contested.values():
+        for g in _claim_losers(groups, holders):
+            rows = groups[g]
+            _coin_id, _tier, slug, coingecko_id, coinmarketcap_id = _identify(rows)
+            out[g] = _snapshot(rows, _fallback_id(rows), slug, coingecko_id, coinmarketcap_id, observed_at, tol,
+                               previous)
+    snapshots = [s for s in out if s is not None]
+    # A fallback id can equal another coin's id (ids holding a ':'): order such twins by their sources.
+    snapshots.sort(key=_snapshot_order_full if contested else _SNAPSHOT_ORDER)
+    return snapshots
+
+
+def _snapshot_order_full(s: CoinSnapshot) -> tuple[str, str, list[tuple[str, str]]]:
+    return s.coin_id, s.currency, [(v.source, v.source_id) for v in s.sources]
+
+
+def _identify(rows: list[_Row]) -> tuple[str, int, str | None, str | None, str | None]:
+    """(coin_id, tier, slug, coingecko_id, coinmarketcap_id) of one coin (``rows`` sorted by source name).
+
+    tier: how coin_id was chosen: 0 = CoinGecko id, 1 = slug, 2 = source:source_id.
+    """
     coingecko_id = coinmarketcap_id = slug = None
     slug_trust = -1.0
-    best = rows[0]  # most trusted; on a tie, the first source by name
     for row in rows:
         source = row[0]
         q = row[1]
@@ -512,53 +658,107 @@ def _identify(rows: list[_Row], any_stale: bool) -> _Coin:
         elif source in COINMARKETCAP_SOURCES:
             if coinmarketcap_id is None or source == COINMARKETCAP_SOURCES[0]:
                 coinmarketcap_id = q.source_id
-        t = row[2]
-        if t > best[2]:
-            best = row
-        if q.slug and t > slug_trust:
-            s = q.slug.strip()
+        s = q.slug
+        if s and row[2] > slug_trust:
+            s = s.strip()
             if s:
                 slug = s
-                slug_trust = t
-    fallback = f"{best[0]}:{best[1].source_id}"
+                slug_trust = row[2]
     if coingecko_id is not None:
-        return _Coin(coingecko_id, 0, slug, coingecko_id, coinmarketcap_id, fallback, rows, any_stale)
+        return coingecko_id, 0, slug, coingecko_id, coinmarketcap_id
     if slug is not None:
-        return _Coin(slug.lower(), 1, slug, coingecko_id, coinmarketcap_id, fallback, rows, any_stale)
-    return _Coin(fallback, 2, slug, coingecko_id, coinmarketcap_id, fallback, rows, any_stale)
+        return slug.lower(), 1, slug, coingecko_id, coinmarketcap_id
+    return _fallback_id(rows), 2, slug, coingecko_id, coinmarketcap_id
 
 
-def _settle_claim(claimants: list[_Coin]) -> None:
-    """Several coins want one id: the best claim keeps it, the others use their source:source_id."""
-    ranked = sorted(claimants, key=lambda c: (c.tier, min((r[0], r[1].source_id) for r in c.rows)))
-    for coin in ranked[1:]:
-        coin.coin_id = coin.fallback_id
-        coin.tier = 2
+def _fallback_id(rows: list[_Row]) -> str:
+    """``"{source}:{source_id}"`` of the most trusted source; on a tie, the first by name."""
+    best = rows[0]
+    for row in rows:
+        if row[2] > best[2]:
+            best = row
+    return f"{best[0]}:{best[1].source_id}"
+
+
+def _claim_losers(groups: list[list[_Row]], holders: list[int]) -> list[int]:
+    """Of coins claiming one id, all but the best (lowest tier, then smallest (source, source_id))."""
+    def rank(g: int) -> tuple[int, tuple[str, str]]:
+        rows = groups[g]
+        return _identify(rows)[1], min((r[0], r[1].source_id) for r in rows)
+
+    return sorted(holders, key=rank)[1:]
 
 
 # --- consensus ---------------------------------------------------------------------------------
 
 
 def _snapshot(
-    coin: _Coin,
+    rows: list[_Row],
+    coin_id: str,
+    slug: str | None,
+    coingecko_id: str | None,
+    coinmarketcap_id: str | None,
     observed_at: datetime,
     tol: float,
     previous: Mapping[str, float] | None,
 ) -> CoinSnapshot | None:
-    rows = coin.rows
+    """The snapshot of one coin (``rows`` sorted by source name), None when all its quotes are stale."""
+    n = len(rows)
+    if n == 3:
+        snap = _snapshot3(rows, coin_id, slug, coingecko_id, coinmarketcap_id, observed_at, tol)
+        if snap is not None:
+            return snap
+    elif n == 2:
+        snap = _snapshot2(rows, coin_id, slug, coingecko_id, coinmarketcap_id, observed_at, tol, previous)
+        if snap is not None:
+            return snap
+    return _snapshot_general(rows, coin_id, slug, coingecko_id, coinmarketcap_id, observed_at, tol, previous)
+
+
+def _snapshot_general(
+    rows: list[_Row],
+    coin_id: str,
+    slug: str | None,
+    coingecko_id: str | None,
+    coinmarketcap_id: str | None,
+    observed_at: datetime,
+    tol: float,
+    previous: Mapping[str, float] | None,
+) -> CoinSnapshot | None:
+    if len(rows) == 1:  # one source: its own reading, confidence = its trust
+        source, q, t, w, p = rows[0]
+        if w < 0.0:
+            return None
+        cap = q.market_cap
+        volume = q.volume_24h
+        return CoinSnapshot(
+            coin_id, q.symbol or "", q.name or "", slug, q.rank, p, cap, volume,
+            q.change_1h, q.change_24h, q.change_7d, q.circulating_supply, q.total_supply, q.max_supply,
+            t, observed_at, q.currency, coingecko_id, coinmarketcap_id,
+            (SourceValue(source, q.source_id, p, cap, volume, q.last_updated),),
+        )
+
     dropped: dict[str, str] = {}
     fresh = rows
-    if coin.any_stale:
-        fresh = []
-        for r in rows:
-            if r[3] < 0:
-                dropped[r[0]] = STALE
-            else:
-                fresh.append(r)
-        if not fresh:
-            return None
+    for r in rows:
+        if r[3] < 0.0:
+            fresh = []
+            for r in rows:
+                if r[3] < 0.0:
+                    dropped[r[0]] = STALE
+                else:
+                    fresh.append(r)
+            if not fresh:
+                return None
+            break
 
-    lo, hi = _price_range(fresh)
+    lo = hi = fresh[0][4]
+    for r in fresh:
+        p = r[4]
+        if p < lo:
+            lo = p
+        elif p > hi:
+            hi = p
     candidates = fresh
     # No price can be an outlier when the whole range is within tolerance of the lowest price
     # (|p - median| <= hi - lo <= tol * lo <= tol * median): skip the MAD in the usual case.
@@ -581,7 +781,7 @@ def _snapshot(
     else:
         spread = (hi - lo) / hi
         if len(candidates) == 2 and spread > tol and previous:
-            prev = previous.get(coin.coin_id)
+            prev = previous.get(coin_id)
             if prev is not None and 0.0 < prev < math.inf:
                 a, b = candidates
                 da = abs(a[4] - prev)
@@ -592,7 +792,20 @@ def _snapshot(
                 elif db < da:
                     used = [b]
                     dropped[a[0]] = DISAGREEMENT
-        confidence = _confidence(used, spread, tol)
+        # noisy-or of the used trusts, scaled by agreement (see the module docstring)
+        t_max = 0.0
+        miss = 1.0
+        for c in used:
+            t = c[2]
+            if t > t_max:
+                t_max = t
+            miss *= 1.0 - t
+        if spread <= tol:
+            combined = 1.0 - miss
+            confidence = combined if tol == 0 else t_max + (combined - t_max) * (1.0 - spread / tol)
+        else:
+            confidence = t_max * tol / spread
+        confidence = 0.0 if confidence < 0.0 else 1.0 if confidence > 1.0 else confidence
     if len(candidates) < len(fresh):
         # An outlier is a source that disagreed: only the agreeing share of the fresh sources vouches.
         confidence *= len(candidates) / len(fresh)
@@ -642,7 +855,7 @@ def _snapshot(
         maximum = _pick(ranked, _MAX)
 
     # Positional construction (field order of models.SourceValue / models.CoinSnapshot): keyword
-    # arguments make these frozen dataclasses markedly slower to build, and this runs per quote.
+    # arguments make these dataclasses markedly slower to build, and this runs per quote.
     if dropped:
         sources = tuple([
             SourceValue(source, q.source_id, p, q.market_cap, q.volume_24h, q.last_updated,
@@ -655,10 +868,229 @@ def _snapshot(
             for source, q, _t, _w, p in rows
         ])
     return CoinSnapshot(
-        coin.coin_id, symbol, name, coin.slug, rank, price, market_cap, volume,
+        coin_id, symbol, name, slug, rank, price, market_cap, volume,
         change_1h, change_24h, change_7d, circulating, total, maximum,
-        confidence, observed_at, top.currency, coin.coingecko_id, coin.coinmarketcap_id, sources,
+        confidence, observed_at, top.currency, coingecko_id, coinmarketcap_id, sources,
     )
+
+
+
+
+# --- consensus, usual cases --------------------------------------------------------------------
+# Shortcuts for the usual coin: two or three fresh sources that agree within the tolerance. Each returns
+# what ``_snapshot`` returns for its rows, or None to leave the coin to it; they only skip work (the MAD,
+# sorting, building lists) whose outcome is known.
+
+# A weighted median of three values is the middle value when no weight reaches half the total, whatever
+# the order of summation: this margin keeps the largest weight far (1e-9) from half, against a slack of
+# 1e-12 and rounding of ~1e-16 in ``_weighted_median``.
+_BALANCED = 0.5 * (1.0 - 1e-9)
+_TINY_WEIGHT = 1e-100  # below it (or stale, or zero) the general code decides
+
+
+def _snapshot3(
+    rows: list[_Row],
+    coin_id: str,
+    slug: str | None,
+    coingecko_id: str | None,
+    coinmarketcap_id: str | None,
+    observed_at: datetime,
+    tol: float,
+) -> CoinSnapshot | None:
+    (sa, qa, ta, wa, pa), (sb, qb, tb, wb, pb), (sc, qc, tc, wc, pc) = rows
+    if not (wa > _TINY_WEIGHT and wb > _TINY_WEIGHT and wc > _TINY_WEIGHT):
+        return None
+    lo = hi = pa
+    if pb < lo:
+        lo = pb
+    elif pb > hi:
+        hi = pb
+    if pc < lo:
+        lo = pc
+    elif pc > hi:
+        hi = pc
+    if hi - lo > tol * lo:
+        return None  # an outlier is possible
+    # Ranked by weight (descending, source order on a tie): top, second, third.
+    if wb > wa:
+        if wc > wb:
+            top, second, third, w_top = qc, qb, qa, wc
+        else:
+            top, second, third, w_top = (qb, qa, qc, wb) if wa >= wc else (qb, qc, qa, wb)
+    elif wc > wa:
+        top, second, third, w_top = qc, qa, qb, wc
+    else:
+        top, second, third, w_top = (qa, qb, qc, wa) if wb >= wc else (qa, qc, qb, wa)
+    if w_top >= (wa + wb + wc) * _BALANCED:
+        return None  # one weight may decide the medians alone
+    # Ranked by trust, the same way: for rank, and t_max (trusts are > 0 here, as the weights are).
+    if tb > ta:
+        if tc > tb:
+            x, y, z, t_max = qc, qb, qa, tc
+        else:
+            x, y, z, t_max = (qb, qa, qc, tb) if ta >= tc else (qb, qc, qa, tb)
+    elif tc > ta:
+        x, y, z, t_max = qc, qa, qb, tc
+    else:
+        x, y, z, t_max = (qa, qb, qc, ta) if tb >= tc else (qa, qc, qb, ta)
+
+    spread = (hi - lo) / hi
+    if spread <= tol:
+        combined = 1.0 - (1.0 - ta) * (1.0 - tb) * (1.0 - tc)
+        confidence = combined if tol == 0 else t_max + (combined - t_max) * (1.0 - spread / tol)
+    else:
+        confidence = t_max * tol / spread
+    confidence = 0.0 if confidence < 0.0 else 1.0 if confidence > 1.0 else confidence
+
+    rank = x.rank
+    if rank is None:
+        rank = y.rank if y.rank is not None else z.rank
+    ca = qa.market_cap
+    cb = qb.market_cap
+    cc = qc.market_cap
+    va = qa.volume_24h
+    vb = qb.volume_24h
+    vc = qc.volume_24h
+    symbol = top.symbol or second.symbol or third.symbol or ""
+    name = top.name or second.name or third.name or ""
+    change_1h = top.change_1h
+    if change_1h is None:
+        change_1h = second.change_1h if second.change_1h is not None else third.change_1h
+    change_24h = top.change_24h
+    if change_24h is None:
+        change_24h = second.change_24h if second.change_24h is not None else third.change_24h
+    change_7d = top.change_7d
+    if change_7d is None:
+        change_7d = second.change_7d if second.change_7d is not None else third.change_7d
+    circulating = top.circulating_supply
+    if circulating is None:
+        circulating = second.circulating_supply if second.circulating_supply is not None \
+            else third.circulating_supply
+    total = top.total_supply
+    if total is None:
+        total = second.total_supply if second.total_supply is not None else third.total_supply
+    maximum = top.max_supply
+    if maximum is None:
+        maximum = second.max_supply if second.max_supply is not None else third.max_supply
+    return CoinSnapshot(
+        coin_id, symbol, name, slug, rank, _median3(pa, wa, pb, wb, pc, wc), _median3(ca, wa, cb, wb, cc, wc),
+        _median3(va, wa, vb, wb, vc, wc), change_1h, change_24h, change_7d, circulating, total, maximum,
+        confidence, observed_at, top.currency, coingecko_id, coinmarketcap_id,
+        (SourceValue(sa, qa.source_id, pa, ca, va, qa.last_updated),
+         SourceValue(sb, qb.source_id, pb, cb, vb, qb.last_updated),
+         SourceValue(sc, qc.source_id, pc, cc, vc, qc.last_updated)),
+    )
+
+
+def _snapshot2(
+    rows: list[_Row],
+    coin_id: str,
+    slug: str | None,
+    coingecko_id: str | None,
+    coinmarketcap_id: str | None,
+    observed_at: datetime,
+    tol: float,
+    previous: Mapping[str, float] | None,
+) -> CoinSnapshot | None:
+    (sa, qa, ta, wa, pa), (sb, qb, tb, wb, pb) = rows
+    if not (wa >= 0.0 and wb >= 0.0):
+        return None  # a stale quote
+    lo, hi = (pa, pb) if pb > pa else (pb, pa)
+    spread = (hi - lo) / hi
+    if spread > tol and previous:
+        return None  # the previous price may settle the disagreement
+    t_max = 0.0
+    if ta > t_max:
+        t_max = ta
+    if tb > t_max:
+        t_max = tb
+    if spread <= tol:
+        combined = 1.0 - (1.0 - ta) * (1.0 - tb)
+        confidence = combined if tol == 0 else t_max + (combined - t_max) * (1.0 - spread / tol)
+    else:
+        confidence = t_max * tol / spread
+    confidence = 0.0 if confidence < 0.0 else 1.0 if confidence > 1.0 else confidence
+
+    top, second = (qa, qb) if wa >= wb else (qb, qa)
+    ca = qa.market_cap
+    cb = qb.market_cap
+    va = qa.volume_24h
+    vb = qb.volume_24h
+    if tb > ta:
+        rank = qb.rank if qb.rank is not None else qa.rank
+    else:
+        rank = qa.rank if qa.rank is not None else qb.rank
+    change_1h = top.change_1h
+    if change_1h is None:
+        change_1h = second.change_1h
+    change_24h = top.change_24h
+    if change_24h is None:
+        change_24h = second.change_24h
+    change_7d = top.change_7d
+    if change_7d is None:
+        change_7d = second.change_7d
+    circulating = top.circulating_supply
+    if circulating is None:
+        circulating = second.circulating_supply
+    total = top.total_supply
+    if total is None:
+        total = second.total_supply
+    maximum = top.max_supply
+    if maximum is None:
+        maximum = second.max_supply
+    return CoinSnapshot(
+        coin_id, top.symbol or second.symbol or "", top.name or second.name or "", slug, rank,
+        _median2(pa, wa, pb, wb),
+        ca if cb is None else cb if ca is None else _median2(ca, wa, cb, wb),
+        va if vb is None else vb if va is None else _median2(va, wa, vb, wb),
+        change_1h, change_24h, change_7d, circulating, total, maximum,
+        confidence, observed_at, top.currency, coingecko_id, coinmarketcap_id,
+        (SourceValue(sa, qa.source_id, pa, ca, va, qa.last_updated),
+         SourceValue(sb, qb.source_id, pb, cb, vb, qb.last_updated)),
+    )
+
+
+@overload
+def _median3(a: float, wa: float, b: float, wb: float, c: float, wc: float) -> float: ...
+@overload
+def _median3(a: float | None, wa: float, b: float | None, wb: float, c: float | None, wc: float) -> float | None: ...
+def _median3(a: float | None, wa: float, b: float | None, wb: float, c: float | None, wc: float) -> float | None:
+    """``_weighted_median`` of the values that are not None, for balanced weights (see ``_BALANCED``)."""
+    if a is None:
+        if b is None:
+            return c
+        return b if c is None else _median2(b, wb, c, wc)
+    if b is None:
+        return a if c is None else _median2(a, wa, c, wc)
+    if c is None:
+        return _median2(a, wa, b, wb)
+    # Distinct values: the middle one. A tie or a NaN: the general walk (ties are ordered by weight).
+    if a < b:
+        if b < c:
+            return b
+        if c < a:
+            return a
+        if a < c < b:
+            return c
+    elif b < a:
+        if a < c:
+            return a
+        if c < b:
+            return b
+        if b < c < a:
+            return c
+    return _weighted_median([(a, wa), (b, wb), (c, wc)])
+
+
+def _median2(a: float, wa: float, b: float, wb: float) -> float:
+    """``_weighted_median`` of two values (a, b in source order): the heavier one, or the midpoint."""
+    if a == b:
+        return a
+    if a > b:
+        a, wa, b, wb = b, wb, a, wa
+    if (wa > 0 or wb > 0) and abs(wa - wb) > (wa + wb) * 2e-12:
+        return a if wa > wb else b
+    return _midpoint(a, b)
 
 
 def _price_range(rows: list[_Row]) -> tuple[float, float]:
@@ -715,14 +1147,7 @@ def _weighted_median(pairs: list[tuple[float, float]]) -> float:
         return pairs[0][0]
     if len(pairs) == 2:  # the usual case, without the general walk
         (a, wa), (b, wb) = pairs
-        if a == b:
-            return a
-        if a > b:
-            a, wa, b, wb = b, wb, a, wa
-        if wa > 0 or wb > 0:
-            if abs(wa - wb) > (wa + wb) * 2e-12:
-                return a if wa > wb else b
-        return _midpoint(a, b)
+        return _median2(a, wa, b, wb)
     pairs.sort()
     total = 0.0
     for pair in pairs:
