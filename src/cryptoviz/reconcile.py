@@ -132,6 +132,7 @@ def identity_keys(quote: SourceQuote) -> list[Key]:
         keys.append(("ns", cur, name, symbol))
     return keys
 
+
 def reconcile(
     quotes: Sequence[SourceQuote],
     *,
@@ -161,7 +162,7 @@ def reconcile(
 def _gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector (reference counting still frees everything).
 
-    Reconciling creates ~4 container objects per quote and no reference cycles; left on, the
+    Reconciling creates a few container objects per quote and no reference cycles; left on, the
     collector walks the young objects hundreds of times per call and, as they pile up, triggers a
     full collection that walks the whole process heap (a quarter of the run time at 30,000 quotes).
     """
@@ -172,7 +173,6 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
 
 
 def _reconcile(
@@ -200,6 +200,9 @@ def _reconcile(
             return _snapshots(groups, observed_at, disagreement_tolerance, previous)
     groups = _gather(quotes, observed_ts, lookup, trust_of, max_staleness)
     return _snapshots(groups, observed_at, disagreement_tolerance, previous)
+
+
+# --- grouping ----------------------------------------------------------------------------------
 
 
 def _trust(source: str, trust_of: dict[str, float], lookup: Callable[[str], float]) -> float:
@@ -262,171 +265,6 @@ def _gather(
         rows.sort()  # sources are distinct within a coin: this orders by source name
         groups.append(rows)
     return groups
-
-
-# (name, symbol) as reported -> the name+symbol key as one string, "normalised name NUL symbol" (a normalised
-# name holds no NUL, so this is one-to-one), or "" when there is none (an empty part). One string per key:
-# its hash is computed once and lookups compare keys by identity.
-_NAME_KEYS: dict[tuple[str, str], str] = {}
-_NAME_KEYS_LIMIT = 1 << 16
-# The sources the fast grouping knows, in name order (the order of a coin's rows): slot -> source.
-_SLOTS = ("coingecko", "coingecko-html", "coinmarketcap", "coinmarketcap-html")
-_SLOT_OF = {source: slot for slot, source in enumerate(_SLOTS)}
-
-
-def _gather_fast(
-    quotes: Sequence[SourceQuote],
-    observed_ts: float,
-    lookup: Callable[[str], float],
-    trust_of: dict[str, float],
-    max_staleness: float,
-) -> list[list[_Row | None] | None] | None:
-    """The coins (each a list of rows indexed by slot, see ``_SLOTS``; None for a coin merged into another)
-    for the usual input, in one pass; or None when the general algorithm (``_gather``) is needed.
-
-    Usual: one vs currency, only the sources of ``_SLOTS``, no two quotes of one (source, source_id), and
-    no coin that would hold two quotes of one source. The coins are then the connected components of the
-    key graph, as ``_gather`` finds them, each quote read once. Without a
-    repeated source in a component no key is ambiguous (an ambiguous key joins two quotes of one source),
-    so a repeated source is the only case to hand over. Keys sit in plain dicts per key class, keyed by
-    strings (the currency is the same for all). A CoinGecko id needs no key of its own: two
-    CoinGecko-namespace quotes with one id share the own-slug key too.
-
-    A coin's rows come out in source-name order without sorting; each names its source by the ``_SLOTS``
-    string (equal to the quote's), so source tests are identity checks. Union-find over coins:
-    ``parent[c] == c`` for a live coin; a key maps to the coin that first held it, or to an alias of a
-    coin it was merged into.
-    """
-    if not quotes:
-        return []
-    currency = quotes[0].currency
-    name_keys = _NAME_KEYS
-    if len(name_keys) > _NAME_KEYS_LIMIT:
-        name_keys.clear()
-    info: dict[str, tuple[str, float, int]] = {}  # source -> (the _SLOTS string, trust, slot)
-    coins: list[list[_Row | None] | None] = []  # per coin: its row per slot (None once merged into another)
-    parent: list[int] = []
-    by_cmc: dict[str, int] = {}
-    by_slug: dict[str, int] = {}
-    by_name: dict[str, int] = {}
-    inf = math.inf
-    min_freshness = MIN_FRESHNESS
-    for q in quotes:
-        p = q.price
-        if p is None or not 0.0 < p < inf:
-            continue
-        if q.currency != currency:
-            return None
-        si = info.get(q.source)
-        if si is None:
-            slot = _SLOT_OF.get(q.source, -1)
-            if slot < 0:
-                return None
-            si = info[q.source] = (_SLOTS[slot], _trust(q.source, trust_of, lookup), slot)
-        source, t, slot = si
-        when = q.last_updated
-        if when is None:
-            when = q.collected_at
-        age = observed_ts - (when.timestamp() if when.tzinfo is not None else timestamp(when))
-        if age > max_staleness:
-            w = -1.0
-        elif age <= 0:
-            w = t
-        else:
-            w = 1.0 - age / max_staleness
-            w = t * (w if w > min_freshness else min_freshness)
-
-        # The coin c this quote joins through its keys (-1: none yet); `new` is its own coin otherwise.
-        new = len(parent)
-        if slot < 2:  # CoinGecko namespace: the id is a slug too
-            own = q.source_id.lower()
-            x = by_slug.setdefault(own, new)
-        else:
-            own = ""
-            x = by_cmc.setdefault(q.source_id, new)
-        if x == new:
-            c = -1
-            inserted = True  # a key now maps to `new`
-        else:
-            while parent[x] != x:
-                x = parent[x]
-            c = x
-            inserted = False
-        slug = q.slug
-        if slug:
-            slug = slug.strip().lower()
-            if slug and slug != own:
-                x = by_slug.setdefault(slug, new)
-                if x == new:
-                    inserted = True
-                else:
-                    while parent[x] != x:
-                        x = parent[x]
-                    if c < 0:
-                        c = x
-                    elif x != c:
-                        c = _merge(c, x, parent, coins)
-                        if c < 0:
-                            return None
-        raw = (q.name, q.symbol)
-        key = name_keys.get(raw)
-        if key is None:
-            key = name_keys[raw] = _name_key(raw)
-        if key:
-            x = by_name.setdefault(key, new)
-            if x == new:
-                inserted = True
-            else:
-                while parent[x] != x:
-                    x = parent[x]
-                if c < 0:
-                    c = x
-                elif x != c:
-                    c = _merge(c, x, parent, coins)
-                    if c < 0:
-                        return None
-
-        row = (source, q, t, w, p)
-        if c < 0:
-            parent.append(new)
-            slots: list[_Row | None] = [None, None, None, None]
-            slots[slot] = row
-            coins.append(slots)
-        else:
-            slots = coins[c]  # type: ignore[assignment]
-            if slots[slot] is not None:
-                return None  # two quotes of one source in one coin: an ambiguous key, a chain or a repeat
-            slots[slot] = row
-            if inserted:
-                parent.append(c)
-                coins.append(None)
-    return coins
-
-
-def _name_key(raw: tuple[str, str]) -> str:
-    name = normalise_name(raw[0])
-    symbol = raw[1].strip().upper()
-    return f"{name}\x00{symbol}" if name and symbol else ""
-
-
-def _merge(a: int, b: int, parent: list[int], coins: list[list[_Row | None] | None]) -> int:
-    """Join coins ``a`` and ``b`` (roots) into the older one; -1 if they hold a common source."""
-    if b < a:
-        a, b = b, a
-    into = coins[a]
-    other = coins[b]
-    assert into is not None and other is not None
-    for slot, row in enumerate(other):
-        if row is not None:
-            if into[slot] is not None:
-                return -1
-            into[slot] = row
-    parent[b] = a
-    coins[b] = None
-    return a
-
-
-# --- identity ----------------------------------------------------------------------------------
 
 
 def _group(quotes: list[SourceQuote], ambiguous: frozenset[Key] = frozenset()) -> list[list[int]]:
@@ -538,70 +376,172 @@ def _split(members: list[int], quotes: list[SourceQuote], bits: list[int],
     return list(parts.values())
 
 
+# (name, symbol) as reported -> the name+symbol key as one string, "normalised name NUL symbol" (a normalised
+# name holds no NUL, so this is one-to-one), or "" when there is none (an empty part). One string per key:
+# its hash is computed once and lookups compare keys by identity.
+_NAME_KEYS: dict[tuple[str, str], str] = {}
+_NAME_KEYS_LIMIT = 1 << 16
+# The sources the fast grouping knows, in name order (the order of a coin's rows): slot -> source.
+_SLOTS = ("coingecko", "coingecko-html", "coinmarketcap", "coinmarketcap-html")
+_SLOT_OF = {source: slot for slot, source in enumerate(_SLOTS)}
+# A coin of the fast path: its row (or None) per slot.
+_Coin = list[_Row | None]
 
-_COIN_ID = attrgetter("coin_id")
 
-
-def _snapshots_fast(
-    coins: list[list[_Row | None] | None],
+def _gather_fast(
+    quotes: Sequence[SourceQuote],
+    observed_ts: float,
+    lookup: Callable[[str], float],
     trust_of: dict[str, float],
-    observed_at: datetime,
-    tol: float,
-    previous: Mapping[str, float] | None,
-) -> list[CoinSnapshot] | None:
-    """``_snapshots`` for the coins of ``_gather_fast``; None if two coins claim one id (rare), which
-    ``_snapshots`` settles."""
-    # Slots by trust, most trusted first and in source order on a tie: the order in which the "most
-    # trusted source that has it" rules look (trust is per source, so the order is the same for every coin).
-    by_trust = sorted(range(len(_SLOTS)), key=lambda k: -trust_of.get(_SLOTS[k], 0.0))
-    out: list[CoinSnapshot] = []
-    ids: list[str] = []
-    for slots in coins:
-        if slots is None:
+    max_staleness: float,
+) -> list[_Coin | None] | None:
+    """The coins (each a list of rows indexed by slot, see ``_SLOTS``; None for a coin merged into another)
+    for the usual input, in one pass; or None when the general algorithm (``_gather``) is needed.
+
+    Usual: one vs currency, only the sources of ``_SLOTS``, no two quotes of one (source, source_id), and
+    no coin that would hold two quotes of one source. The coins are then the connected components of the
+    key graph, as ``_gather`` finds them, each quote read once: without a repeated source in a component no
+    key is ambiguous (an ambiguous key joins two quotes of one source), so a repeated source is the only
+    case to hand over. Keys sit in plain dicts per key class, keyed by strings (the currency is the same for
+    all). A CoinGecko id needs no key of its own: two CoinGecko-namespace quotes with one id share the
+    own-slug key too. A coin's rows come out in source-name order without sorting.
+
+    Union-find over coins: ``parent[c] == c`` for a live coin; a key maps to the coin that first held it,
+    or to an alias of a coin it was merged into.
+    """
+    if not quotes:
+        return []
+    currency = quotes[0].currency
+    name_keys = _NAME_KEYS
+    if len(name_keys) > _NAME_KEYS_LIMIT:
+        name_keys.clear()
+    info: dict[str, tuple[float, int]] = {}  # source -> (trust, slot)
+    coins: list[_Coin | None] = []  # per coin: its row per slot (None once merged into another)
+    parent: list[int] = []
+    by_cmc: dict[str, int] = {}
+    by_slug: dict[str, int] = {}
+    by_name: dict[str, int] = {}
+    inf = math.inf
+    min_freshness = MIN_FRESHNESS
+    new = 0  # len(parent): the coin a quote starts when none of its keys is known yet
+    for q in quotes:
+        p = q.price
+        if p is None or not 0.0 < p < inf:
             continue
-        # Identity, as _identify finds it: rows sorted by source name put "coingecko" before
-        # "coingecko-html" and "coinmarketcap" before "coinmarketcap-html".
-        row = slots[0] or slots[1]
-        coingecko_id = row[1].source_id if row else None
-        row = slots[2] or slots[3]
-        coinmarketcap_id = row[1].source_id if row else None
-        best = None
-        slug = None
-        for k in by_trust:
-            row = slots[k]
-            if row is not None:
-                if best is None:
-                    best = row
-                s = row[1].slug
-                if s:
-                    s = s.strip()
-                    if s:
-                        slug = s
-                        break
-        assert best is not None
-        if coingecko_id is not None:
-            coin_id = coingecko_id
-        elif slug is not None:
-            coin_id = slug.lower()
+        if q.currency != currency:
+            return None
+        source = q.source
+        si = info.get(source)
+        if si is None:
+            slot = _SLOT_OF.get(source, -1)
+            if slot < 0:
+                return None
+            si = info[source] = (_trust(source, trust_of, lookup), slot)
+        t, slot = si
+        when = q.last_updated
+        if when is None:
+            when = q.collected_at
+        age = observed_ts - (when.timestamp() if when.tzinfo is not None else timestamp(when))
+        if age > max_staleness:
+            w = -1.0
+        elif age <= 0:
+            w = t
         else:
-            coin_id = f"{best[0]}:{best[1].source_id}"
-        rows = list(filter(None, slots))  # the rows present, in source order
-        n = len(rows)
-        snap = None
-        if n == 3:
-            snap = _snapshot3(rows, coin_id, slug, coingecko_id, coinmarketcap_id, observed_at, tol)
-        elif n == 2:
-            snap = _snapshot2(rows, coin_id, slug, coingecko_id, coinmarketcap_id, observed_at, tol, previous)
-        if snap is None:
-            snap = _snapshot_general(rows, coin_id, slug, coingecko_id, coinmarketcap_id, observed_at, tol,
-                                     previous)
-        ids.append(coin_id)
-        if snap is not None:
-            out.append(snap)
-    if len(set(ids)) < len(ids):
-        return None
-    out.sort(key=_COIN_ID)  # one currency
-    return out
+            w = 1.0 - age / max_staleness
+            w = t * (w if w > min_freshness else min_freshness)
+
+        # The coin c this quote joins through its keys (-1: none yet); `new` is its own coin otherwise.
+        if slot < 2:  # CoinGecko namespace: the id is a slug too
+            own = q.source_id.lower()
+            x = by_slug.setdefault(own, new)
+        else:
+            own = ""
+            x = by_cmc.setdefault(q.source_id, new)
+        if x == new:
+            c = -1
+            inserted = True  # a key now maps to `new`
+        else:
+            while parent[x] != x:
+                x = parent[x]
+            c = x
+            inserted = False
+        slug = q.slug
+        if slug:
+            slug = slug.strip().lower()
+            if slug and slug != own:
+                x = by_slug.setdefault(slug, new)
+                if x == new:
+                    inserted = True
+                else:
+                    while parent[x] != x:
+                        x = parent[x]
+                    if c < 0:
+                        c = x
+                    elif x != c:
+                        c = _merge(c, x, parent, coins)
+                        if c < 0:
+                            return None
+        raw = (q.name, q.symbol)
+        key = name_keys.get(raw)
+        if key is None:
+            key = name_keys[raw] = _name_key(raw)
+        if key:
+            x = by_name.setdefault(key, new)
+            if x == new:
+                inserted = True
+            else:
+                while parent[x] != x:
+                    x = parent[x]
+                if c < 0:
+                    c = x
+                elif x != c:
+                    c = _merge(c, x, parent, coins)
+                    if c < 0:
+                        return None
+
+        row = (source, q, t, w, p)
+        if c < 0:
+            parent.append(new)
+            new += 1
+            slots: _Coin = [None, None, None, None]
+            slots[slot] = row
+            coins.append(slots)
+        else:
+            slots = coins[c]  # type: ignore[assignment]
+            if slots[slot] is not None:
+                return None  # two quotes of one source in one coin: an ambiguous key, a chain or a repeat
+            slots[slot] = row
+            if inserted:
+                parent.append(c)
+                new += 1
+                coins.append(None)
+    return coins
+
+
+def _name_key(raw: tuple[str, str]) -> str:
+    name = normalise_name(raw[0])
+    symbol = raw[1].strip().upper()
+    return f"{name}\x00{symbol}" if name and symbol else ""
+
+
+def _merge(a: int, b: int, parent: list[int], coins: list[_Coin | None]) -> int:
+    """Join coins ``a`` and ``b`` (roots) into the older one; -1 if they hold a common source."""
+    if b < a:
+        a, b = b, a
+    into = coins[a]
+    other = coins[b]
+    assert into is not None and other is not None
+    for slot, row in enumerate(other):
+        if row is not None:
+            if into[slot] is not None:
+                return -1
+            into[slot] = row
+    parent[b] = a
+    coins[b] = None
+    return a
+
+
+# --- identity ----------------------------------------------------------------------------------
 
 
 _SNAPSHOT_ORDER = attrgetter("coin_id", "currency")
@@ -689,6 +629,63 @@ def _claim_losers(groups: list[list[_Row]], holders: list[int]) -> list[int]:
     return sorted(holders, key=rank)[1:]
 
 
+_COIN_ID = attrgetter("coin_id")
+_new = object.__new__
+
+
+def _snapshots_fast(
+    coins: list[_Coin | None],
+    trust_of: dict[str, float],
+    observed_at: datetime,
+    tol: float,
+    previous: Mapping[str, float] | None,
+) -> list[CoinSnapshot] | None:
+    """``_snapshots`` for the coins of ``_gather_fast``; None if two coins claim one id (rare), which
+    ``_snapshots`` settles."""
+    # Slots by trust, most trusted first and in source order on a tie: the order in which the "most
+    # trusted source that has it" rules look (trust is per source, so the order is the same for every coin).
+    by_trust = sorted(range(len(_SLOTS)), key=lambda k: -trust_of.get(_SLOTS[k], 0.0))
+    out: list[CoinSnapshot] = []
+    ids: list[str] = []
+    for slots in coins:
+        if slots is None:
+            continue
+        # Identity, as _identify finds it: rows sorted by source name put "coingecko" before
+        # "coingecko-html" and "coinmarketcap" before "coinmarketcap-html".
+        row = slots[0] or slots[1]
+        coingecko_id = row[1].source_id if row else None
+        row = slots[2] or slots[3]
+        coinmarketcap_id = row[1].source_id if row else None
+        best = slug = None
+        for k in by_trust:
+            row = slots[k]
+            if row is not None:
+                if best is None:
+                    best = row
+                s = row[1].slug
+                if s:
+                    s = s.strip()
+                    if s:
+                        slug = s
+                        break
+        if coingecko_id is not None:
+            coin_id = coingecko_id
+        elif slug is not None:
+            coin_id = slug.lower()
+        else:
+            assert best is not None
+            coin_id = f"{best[0]}:{best[1].source_id}"
+        rows = list(filter(None, slots))  # the rows present, in source order
+        snap = _snapshot(rows, coin_id, slug, coingecko_id, coinmarketcap_id, observed_at, tol, previous)
+        ids.append(coin_id)
+        if snap is not None:
+            out.append(snap)
+    if len(set(ids)) < len(ids):
+        return None
+    out.sort(key=_COIN_ID)  # one currency
+    return out
+
+
 # --- consensus ---------------------------------------------------------------------------------
 
 
@@ -740,25 +737,17 @@ def _snapshot_general(
 
     dropped: dict[str, str] = {}
     fresh = rows
-    for r in rows:
-        if r[3] < 0.0:
-            fresh = []
-            for r in rows:
-                if r[3] < 0.0:
-                    dropped[r[0]] = STALE
-                else:
-                    fresh.append(r)
-            if not fresh:
-                return None
-            break
+    if any(r[3] < 0 for r in rows):
+        fresh = []
+        for r in rows:
+            if r[3] < 0:
+                dropped[r[0]] = STALE
+            else:
+                fresh.append(r)
+        if not fresh:
+            return None
 
-    lo = hi = fresh[0][4]
-    for r in fresh:
-        p = r[4]
-        if p < lo:
-            lo = p
-        elif p > hi:
-            hi = p
+    lo, hi = _price_range(fresh)
     candidates = fresh
     # No price can be an outlier when the whole range is within tolerance of the lowest price
     # (|p - median| <= hi - lo <= tol * lo <= tol * median): skip the MAD in the usual case.
@@ -792,20 +781,7 @@ def _snapshot_general(
                 elif db < da:
                     used = [b]
                     dropped[a[0]] = DISAGREEMENT
-        # noisy-or of the used trusts, scaled by agreement (see the module docstring)
-        t_max = 0.0
-        miss = 1.0
-        for c in used:
-            t = c[2]
-            if t > t_max:
-                t_max = t
-            miss *= 1.0 - t
-        if spread <= tol:
-            combined = 1.0 - miss
-            confidence = combined if tol == 0 else t_max + (combined - t_max) * (1.0 - spread / tol)
-        else:
-            confidence = t_max * tol / spread
-        confidence = 0.0 if confidence < 0.0 else 1.0 if confidence > 1.0 else confidence
+        confidence = _confidence(used, spread, tol)
     if len(candidates) < len(fresh):
         # An outlier is a source that disagreed: only the agreeing share of the fresh sources vouches.
         confidence *= len(candidates) / len(fresh)
@@ -874,12 +850,10 @@ def _snapshot_general(
     )
 
 
-
-
 # --- consensus, usual cases --------------------------------------------------------------------
 # Shortcuts for the usual coin: two or three fresh sources that agree within the tolerance. Each returns
-# what ``_snapshot`` returns for its rows, or None to leave the coin to it; they only skip work (the MAD,
-# sorting, building lists) whose outcome is known.
+# what ``_snapshot_general`` returns for its rows, or None to leave the coin to it; they only skip work
+# (the MAD, sorting, building lists, calls) whose outcome is known.
 
 # A weighted median of three values is the middle value when no weight reaches half the total, whatever
 # the order of summation: this margin keeps the largest weight far (1e-9) from half, against a slack of
@@ -972,14 +946,65 @@ def _snapshot3(
     maximum = top.max_supply
     if maximum is None:
         maximum = second.max_supply if second.max_supply is not None else third.max_supply
-    return CoinSnapshot(
-        coin_id, symbol, name, slug, rank, _median3(pa, wa, pb, wb, pc, wc), _median3(ca, wa, cb, wb, cc, wc),
-        _median3(va, wa, vb, wb, vc, wc), change_1h, change_24h, change_7d, circulating, total, maximum,
-        confidence, observed_at, top.currency, coingecko_id, coinmarketcap_id,
-        (SourceValue(sa, qa.source_id, pa, ca, va, qa.last_updated),
-         SourceValue(sb, qb.source_id, pb, cb, vb, qb.last_updated),
-         SourceValue(sc, qc.source_id, pc, cc, vc, qc.last_updated)),
-    )
+    # The price median inline (three distinct prices: the middle one; see _median3)
+    if pa < pb:
+        price = pb if pb < pc else pa if pc < pa else pc if pa < pc < pb else _median3(pa, wa, pb, wb, pc, wc)
+    elif pb < pa:
+        price = pa if pa < pc else pb if pc < pb else pc if pb < pc < pa else _median3(pa, wa, pb, wb, pc, wc)
+    else:
+        price = _median3(pa, wa, pb, wb, pc, wc)
+    # Built field by field on a bare instance: the same objects as CoinSnapshot(...) and SourceValue(...)
+    # (test_reconcile checks it), without calling a class, which costs more than the rest of this function.
+    new = _new
+    value_a = new(SourceValue)
+    value_a.source = sa
+    value_a.source_id = qa.source_id
+    value_a.price = pa
+    value_a.market_cap = ca
+    value_a.volume_24h = va
+    value_a.last_updated = qa.last_updated
+    value_a.used = True
+    value_a.dropped_reason = None
+    value_b = new(SourceValue)
+    value_b.source = sb
+    value_b.source_id = qb.source_id
+    value_b.price = pb
+    value_b.market_cap = cb
+    value_b.volume_24h = vb
+    value_b.last_updated = qb.last_updated
+    value_b.used = True
+    value_b.dropped_reason = None
+    value_c = new(SourceValue)
+    value_c.source = sc
+    value_c.source_id = qc.source_id
+    value_c.price = pc
+    value_c.market_cap = cc
+    value_c.volume_24h = vc
+    value_c.last_updated = qc.last_updated
+    value_c.used = True
+    value_c.dropped_reason = None
+    snap = new(CoinSnapshot)
+    snap.coin_id = coin_id
+    snap.symbol = symbol
+    snap.name = name
+    snap.slug = slug
+    snap.rank = rank
+    snap.price = price
+    snap.market_cap = _median3(ca, wa, cb, wb, cc, wc)
+    snap.volume_24h = _median3(va, wa, vb, wb, vc, wc)
+    snap.change_1h = change_1h
+    snap.change_24h = change_24h
+    snap.change_7d = change_7d
+    snap.circulating_supply = circulating
+    snap.total_supply = total
+    snap.max_supply = maximum
+    snap.confidence = confidence
+    snap.observed_at = observed_at
+    snap.currency = top.currency
+    snap.coingecko_id = coingecko_id
+    snap.coinmarketcap_id = coinmarketcap_id
+    snap.sources = (value_a, value_b, value_c)
+    return snap
 
 
 def _snapshot2(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gc
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -8,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cryptoviz import reconcile as reconcile_module
 from cryptoviz.models import CoinSnapshot, SourceQuote, SourceValue
 from cryptoviz.reconcile import DISAGREEMENT, OUTLIER, identity_keys, normalise_name, reconcile
 from cryptoviz.validate import STALE
@@ -397,3 +399,192 @@ def test_properties(specs: list[tuple[str, int, float, float, float | None, str]
     assert set(seen) <= {(x.currency, x.source, x.source_id) for x in quotes}
     shuffled = data.draw(st.permutations(quotes))
     assert run(list(shuffled), previous, trust=trust) == snapshots
+
+
+# --- fast paths ---------------------------------------------------------------------------------
+# The usual input takes a one-pass grouping (_gather_fast, _snapshots_fast) and consensus shortcuts for two
+# or three agreeing sources (_snapshot2, _snapshot3); each must give exactly what the general code gives.
+
+FAST_TRUST = {"coinmarketcap": 0.9, "coingecko": 0.8, "coinmarketcap-html": 0.7, "coingecko-html": 0.6}
+KNOWN = ("coingecko", "coingecko-html", "coinmarketcap", "coinmarketcap-html")
+
+
+def both_paths(quotes: list[SourceQuote], trust: Any, previous: dict[str, float] | None = None,
+               tol: float = TOL, max_staleness: float = MAX_STALENESS) -> list[CoinSnapshot]:
+    lookup = reconcile_module._trust_lookup(trust)
+    fast = reconcile_module._reconcile(quotes, NOW, lookup, max_staleness, tol, previous)
+    general = reconcile_module._reconcile(quotes, NOW, lookup, max_staleness, tol, previous, fast=False)
+    # repr, not ==: it tells -0.0 from 0.0 and 5 from 5.0, and a NaN from the walk equals no other NaN
+    assert repr(fast) == repr(general)
+    return fast
+
+
+def fast_groups(quotes: list[SourceQuote], trust: Any = FAST_TRUST) -> set[frozenset[tuple[str, str]]] | None:
+    coins = reconcile_module._gather_fast(quotes, NOW.timestamp(), reconcile_module._trust_lookup(trust), {},
+                                          MAX_STALENESS)
+    if coins is None:
+        return None
+    return {frozenset((r[0], r[1].source_id) for r in slots if r is not None) for slots in coins if slots}
+
+
+def general_groups(quotes: list[SourceQuote], trust: Any = FAST_TRUST) -> set[frozenset[tuple[str, str]]]:
+    groups = reconcile_module._gather(quotes, NOW.timestamp(), reconcile_module._trust_lookup(trust), {},
+                                      MAX_STALENESS)
+    return {frozenset((r[0], r[1].source_id) for r in rows) for rows in groups}
+
+
+def test_usual_input_takes_the_fast_path() -> None:
+    quotes = [q(source, "bitcoin" if source.startswith("coingecko") else "1", 100.0 + i, slug="bitcoin")
+              for i, source in enumerate(KNOWN)]
+    quotes += [q("coingecko", "ether", 10.0, name="Ether", symbol="ETH"),
+               q("coinmarketcap", "2", 10.1, name="Ether", symbol="eth", slug="ethereum")]
+    assert fast_groups(quotes) == general_groups(quotes) == {
+        frozenset({("coingecko", "bitcoin"), ("coingecko-html", "bitcoin"), ("coinmarketcap", "1"),
+                   ("coinmarketcap-html", "1")}),
+        frozenset({("coingecko", "ether"), ("coinmarketcap", "2")})}
+    both_paths(quotes, FAST_TRUST)
+
+
+@pytest.mark.parametrize("quotes", [
+    pytest.param([cg(1.0), cg(2.0, age=10)], id="repeated-source-id"),
+    pytest.param([cg(1.0), cmc(1.0, currency="eur")], id="two-currencies"),
+    pytest.param([cg(1.0), q("binance", "BTC", 1.0)], id="unknown-source"),
+    pytest.param([q("coinmarketcap", "1", 1.0, slug="weth", name="WETH", symbol="WETH"),
+                  q("coinmarketcap", "2", 1.0, slug="weth-bridged", name="WETH", symbol="WETH")],
+                 id="ambiguous-key"),
+])
+def test_unusual_input_takes_the_general_path(quotes: list[SourceQuote]) -> None:
+    assert fast_groups(quotes) is None
+    both_paths(quotes, FAST_TRUST)
+
+
+def test_fast_grouping_merges_coins_found_apart() -> None:
+    # In this order the first two quotes start two coins; the third joins both (by id and by name).
+    quotes = [q("coinmarketcap", "7", 1.0, slug="bar", name="Bar", symbol="B"),
+              q("coingecko", "foo", 1.0, name="Foo", symbol="F"),
+              q("coinmarketcap-html", "7", 1.0, name="Foo", symbol="F")]
+    assert fast_groups(quotes) == general_groups(quotes) == {
+        frozenset({("coinmarketcap", "7"), ("coingecko", "foo"), ("coinmarketcap-html", "7")})}
+    # ... unless the merged coin would hold one source twice: then the general rules decide.
+    quotes.append(q("coingecko", "bar", 1.0, name="Bar", symbol="B"))
+    assert fast_groups(quotes) is None
+    both_paths(quotes, FAST_TRUST)
+
+
+def test_coins_claiming_one_id_come_out_in_a_fixed_order() -> None:
+    # A CoinGecko id that looks like a fallback id: both coins end up with it, ordered by their sources.
+    quotes = [q("coingecko", "coinmarketcap:5", 1.0, name="A", symbol="A"),
+              q("coinmarketcap", "5", 2.0, name="B", symbol="B")]
+    snapshots = both_paths(quotes, FAST_TRUST)
+    assert [(s.coin_id, s.sources[0].source) for s in snapshots] == [
+        ("coinmarketcap:5", "coingecko"), ("coinmarketcap:5", "coinmarketcap")]
+    assert run(list(reversed(quotes))) == snapshots
+
+
+# Coins built from a few shared names, symbols and slugs, so that keys collide and chain.
+FAST_COINS = (
+    ("bitcoin", "1", "bitcoin", "Bitcoin", "BTC"),
+    ("uniswap", "7083", "uniswap", "Uniswap", "UNI"),
+    ("unicorn", "8000", "unicorn-token", "Unicorn Token", "UNI"),
+    ("bittorrent", "16086", "bittorrent-new", "BitTorrent", "BTT"),
+    ("bittorrent-old", "3718", "bittorrent", "BitTorrent", "BTT"),
+    ("Weth", "2396", " WETH ", "WETH", "weth"),
+    ("x:1", "coingecko:x", "coinmarketcap:9", "", "X"),
+    ("foo", "42", "foo-token", "Foo", "F"),  # named "Foo Token" by the CoinMarketCap API: joined by other keys
+)
+numbers = st.one_of(st.none(), st.sampled_from([0.0, -0.0, 5.0, 7.0, 5, math.nan, math.inf]), st.floats(0, 1e12))
+
+
+@st.composite
+def usual_quotes(draw: st.DrawFn) -> list[SourceQuote]:
+    """Mostly fast-path input: one currency, known sources; prices within a few percent, ties included."""
+    base = draw(st.sampled_from([1.0, 100.0, 3e-7]))
+    out = []
+    for source, coin in draw(st.lists(st.tuples(st.sampled_from(KNOWN), st.integers(0, len(FAST_COINS) - 1)),
+                                      max_size=24, unique=True)):
+        cg_id, cmc_id, slug, name, symbol = FAST_COINS[coin]
+        variant = draw(st.integers(0, 3))
+        if cg_id == "foo" and source == "coinmarketcap":
+            name = "Foo Token"
+        out.append(q(
+            source, cg_id if source.startswith("coingecko") else cmc_id,
+            base * (1 + coin) * (1 + draw(st.sampled_from([0.0, 0.0, 0.001, -0.002, 0.02, -0.03, 0.049, 0.5]))),
+            name=name.upper() if variant == 1 else name, symbol=symbol.lower() if variant == 2 else symbol,
+            slug=None if source == "coingecko" or variant == 3 else slug,
+            age=draw(st.sampled_from([0.0, -5.0, 30.0, 30.0, 60.0, 899.0, 901.0])),
+            market_cap=draw(numbers), volume_24h=draw(numbers), rank=draw(st.one_of(st.none(), st.integers(1, 9))),
+            change_1h=draw(st.one_of(st.none(), st.floats(-5, 5))), total_supply=draw(numbers),
+            circulating_supply=draw(numbers), max_supply=draw(st.none() | st.just(1e9)),
+        ))
+    return out
+
+
+trusts = st.one_of(st.just(FAST_TRUST), st.fixed_dictionaries({s: st.floats(0.4, 1.0) for s in KNOWN}),
+                   st.fixed_dictionaries({s: st.sampled_from([0.0, 0.5, 0.8, 1.0, 2.0, math.nan]) for s in KNOWN}))
+
+
+@settings(max_examples=300, deadline=None)
+@given(quotes=usual_quotes(), trust=trusts,
+       previous=st.dictionaries(st.sampled_from(["bitcoin", "uniswap", "unicorn", "bittorrent", "x:1", "weth"]),
+                                st.sampled_from([1.0, 100.0, 250.0, 1000.0]), max_size=3),
+       tol=st.sampled_from([0.05, 0.05, 0.0, 0.01, 0.3]))
+def test_fast_path_matches_general_path(quotes: list[SourceQuote], trust: dict[str, float],
+                                        previous: dict[str, float], tol: float) -> None:
+    groups = fast_groups(quotes, trust)
+    if groups is not None:
+        assert groups == general_groups(quotes, trust)
+    both_paths(quotes, trust, previous, tol)
+
+
+def row_specs(offsets: list[float], trust_values: list[float], freshness: list[float]) -> Any:
+    """Two or three rows (one per source, in source order) of one coin, for the consensus shortcuts."""
+    return st.lists(
+        st.tuples(
+            st.sampled_from(offsets),  # price offset
+            st.sampled_from(trust_values),
+            st.sampled_from(freshness),  # -1: stale
+            numbers, numbers,  # market cap, volume
+            st.one_of(st.none(), st.integers(1, 3)),  # rank
+            st.sampled_from(["", "BTC", "btc"]), st.sampled_from(["", "Bitcoin"]),  # symbol, name
+            st.one_of(st.none(), st.floats(-5, 5)),  # a change, a supply
+        ),
+        min_size=2, max_size=3,
+    )
+
+
+any_rows = row_specs([0.0, 0.001, -0.002, 0.01, 0.049, -0.06, 0.5], [0.3, 0.6, 0.8, 0.9, 1.0, 0.0],
+                     [1.0, 0.9, 0.5, 0.05, -1.0])
+agreeing_rows = row_specs([0.0, 0.001, -0.001, 0.002, 0.01, -0.02], [0.6, 0.7, 0.8, 0.9, 1.0], [1.0, 0.95, 0.9, 0.5])
+
+
+def check_shortcut(specs: list[tuple[Any, ...]], base: float, tol: float, previous: dict[str, float] | None) -> None:
+    rows = []
+    for source, (offset, trust, freshness, cap, volume, rank, symbol, name, extra) in zip(KNOWN, specs, strict=False):
+        price = base * (1 + offset) if offset else base
+        quote = q(source, "bitcoin", price, symbol=symbol, name=name, market_cap=cap, volume_24h=volume, rank=rank,
+                  change_24h=extra, total_supply=extra)
+        rows.append((source, quote, trust, trust * freshness if freshness > 0 else -1.0, price))
+    ids = ("bitcoin", "bitcoin", "bitcoin", None)
+    if len(rows) == 3:
+        shortcut = reconcile_module._snapshot3(rows, *ids, NOW, tol)
+    else:
+        shortcut = reconcile_module._snapshot2(rows, *ids, NOW, tol, previous)
+    general = reconcile_module._snapshot_general(rows, *ids, NOW, tol, previous)
+    if shortcut is not None:
+        assert general is not None
+        assert repr(shortcut) == repr(general)
+
+
+@settings(max_examples=300, deadline=None)
+@given(specs=any_rows, base=st.sampled_from([1.0, 100.0, 3e-7, 5]), tol=st.sampled_from([0.05, 0.0, 0.01]),
+       previous=st.one_of(st.none(), st.just({"bitcoin": 100.0})))
+def test_consensus_shortcuts_match_the_general_rules(specs: list[tuple[Any, ...]], base: float, tol: float,
+                                                     previous: dict[str, float] | None) -> None:
+    check_shortcut(specs, base, tol, previous)
+
+
+@settings(max_examples=300, deadline=None)
+@given(specs=agreeing_rows, base=st.sampled_from([1.0, 100.0, 3e-7, 5]), tol=st.sampled_from([0.05, 0.3]))
+def test_consensus_shortcuts_match_the_general_rules_when_sources_agree(specs: list[tuple[Any, ...]], base: float,
+                                                                        tol: float) -> None:
+    check_shortcut(specs, base, tol, None)
