@@ -1,4 +1,4 @@
-"""Embedded mode: snapshots/s into SQLite through the in-process bus (MemoryBus + run_writer + SnapshotWriter).
+"""Embedded mode: snapshots/s into SQLite through the in-process bus (MemoryBus + run_writer + open_sink).
 
 Baseline beside it: a raw ``sqlite3`` ``executemany`` of the same history rows into a table of the same
 shape, in one transaction, on the same kind of file (the machine's limit for SQLite).
@@ -18,7 +18,7 @@ from benchmarks.kafka_io import stream
 from cryptoviz.bus.memory import MemoryBus
 from cryptoviz.store import migrate
 from cryptoviz.store.engine import make_engine
-from cryptoviz.store.writer import SnapshotWriter
+from cryptoviz.store.sink import open_sink
 from cryptoviz.writer_loop import run_writer
 
 
@@ -33,7 +33,7 @@ def run(count: int, coins: int, batch_size: int, batch_timeout: float) -> dict[s
             bus.publisher().publish(list(stream(count, coins)))  # encoded as on Kafka
             bus.close()
             started = time.perf_counter()
-            stored = run_writer(bus.consumer(), SnapshotWriter(engine), threading.Event(), batch_size=batch_size,
+            stored = run_writer(bus.consumer(), open_sink(engine), threading.Event(), batch_size=batch_size,
                                 batch_timeout=batch_timeout)
             seconds = time.perf_counter() - started
             with engine.connect() as conn:

@@ -11,7 +11,7 @@ from benchmarks.common import progress
 from benchmarks.data import snapshot
 from cryptoviz.bus.kafka import KafkaConsumer, KafkaPublisher
 from cryptoviz.models import CoinSnapshot
-from cryptoviz.store.writer import SnapshotWriter
+from cryptoviz.store.sink import Sink
 from cryptoviz.writer_loop import WriterStats, run_writer
 
 # Bulk loading only: bigger batches than the collector's publisher, same codec and keys.
@@ -65,7 +65,7 @@ class Drain:
     commit_s: float = 0.0
 
 
-def drain(consumer: KafkaConsumer, writer: SnapshotWriter, expected: int, *, batch_size: int,
+def drain(consumer: KafkaConsumer, writer: Sink, expected: int, *, batch_size: int,
           batch_timeout: float, deadline_s: float = 900.0) -> Drain:
     """``run_writer`` (as ``cryptoviz consume`` runs it), timed, until ``expected`` snapshots are stored."""
     stop = threading.Event()

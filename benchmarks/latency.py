@@ -2,7 +2,7 @@
 
 A producer thread publishes snapshots at a steady rate (``KafkaPublisher`` with the collector's settings),
 each stamped with its send time as ``observed_at``. A writer thread runs ``run_writer`` itself
-(``poll_batch`` by count and time, ``SnapshotWriter.write``, ``commit``) and, for every snapshot of a batch,
+(``poll_batch`` by count and time, ``Sink.write``, ``commit``) and, for every snapshot of a batch,
 records ``commit time - observed_at``: the time the row became visible in PostgreSQL (``latency.*``) and
 the time its offset was committed in Kafka (``latency.ack_*``). Baseline in the same run: the time each
 snapshot took to reach the writer (``latency.bus_*``: Kafka transport plus waiting for its batch to fill).
@@ -23,22 +23,25 @@ from cryptoviz.bus.base import Batch
 from cryptoviz.bus.kafka import KafkaConsumer, KafkaPublisher
 from cryptoviz.models import CoinSnapshot
 from cryptoviz.store.engine import make_engine
-from cryptoviz.store.writer import SnapshotWriter, WriteResult
+from cryptoviz.store.sink import Sink, WriteResult, open_sink
 from cryptoviz.writer_loop import run_writer
 
 
-class _TimedWriter(SnapshotWriter):
-    """The real writer, noting when each batch's transaction started and committed."""
+class _TimedWriter:
+    """The database's real sink, noting when each batch's transaction started and committed."""
 
     def __init__(self, engine: Any) -> None:
-        super().__init__(engine)
+        self.sink: Sink = open_sink(engine)
         self.times: dict[int, tuple[float, float]] = {}
 
     def write(self, snapshots: Sequence[CoinSnapshot]) -> WriteResult:
         started = time.time()
-        result = super().write(snapshots)
+        result = self.sink.write(snapshots)
         self.times[id(snapshots)] = (started, time.time())
         return result
+
+    def close(self) -> None:
+        self.sink.close()
 
 
 class _Writer(threading.Thread):

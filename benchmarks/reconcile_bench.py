@@ -1,6 +1,7 @@
-"""Reconciliation throughput on one core: quotes/s for 3 sources x N coins (one cycle of ``TOP_N=all``).
+"""Reconciliation throughput on one core: quotes/s for 3 sources x N coins (one cycle of ``TOP_N=all``), and
+for 4 sources x N coins (the 4th, coinpaprika, joined to the others by name and symbol only).
 
-Beside it, the floor of this interpreter on this machine: the time to do nothing but build the output
+Beside each, the floor of this interpreter on this machine: the time to do nothing but build the output
 records (one ``SourceValue`` per quote, one ``CoinSnapshot`` per coin) and read each quote's timestamp,
 which any implementation of ``reconcile`` in Python has to pay.
 """
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks.common import progress
-from benchmarks.data import T0, TRUST, quotes
+from benchmarks.data import SOURCES, SOURCES_4, T0, TRUST, quotes
 from cryptoviz.models import CoinSnapshot, SourceQuote, SourceValue
 from cryptoviz.reconcile import reconcile
 from cryptoviz.validate import validate_quotes
@@ -54,13 +55,14 @@ def _floor(kept: list[SourceQuote], coins: int) -> Callable[[], object]:
     return build
 
 
-def run(coins: int, runs: int) -> dict[str, Any]:
-    raw = quotes(coins)
-    progress(f"reconcile: {len(raw):,} quotes (3 sources x {coins:,} coins), best of {runs} runs")
-    kept, rejected = validate_quotes(raw, now=T0, max_staleness=MAX_STALENESS, market_cap_tolerance=0.1)
+def _measure(coins: int, runs: int, sources: tuple[str, ...]) -> dict[str, float]:
+    """Best and median quotes/s of ``reconcile`` (with and without validation) and of the floor."""
+    raw = quotes(coins, sources=sources)
+    progress(f"reconcile: {len(raw):,} quotes ({len(sources)} sources x {coins:,} coins), best of {runs} runs")
+    kept, _rejected = validate_quotes(raw, now=T0, max_staleness=MAX_STALENESS, market_cap_tolerance=0.1)
     snapshots = reconcile(kept, observed_at=T0, trust=TRUST, max_staleness=MAX_STALENESS)
     if len(snapshots) != coins:
-        raise RuntimeError(f"reconcile: {len(snapshots)} snapshots for {coins} coins")
+        raise RuntimeError(f"reconcile: {len(snapshots)} snapshots for {coins} coins ({len(sources)} sources)")
 
     def only_reconcile() -> object:
         return reconcile(kept, observed_at=T0, trust=TRUST, max_staleness=MAX_STALENESS)
@@ -75,18 +77,24 @@ def run(coins: int, runs: int) -> dict[str, Any]:
                  runs)
     floor = _timed(_floor(kept, coins), runs)
     n = len(kept)
-    out = {
-        "reconcile.quotes_per_s": n / min(rec),
-        "reconcile.median_quotes_per_s": n / statistics.median(rec),
-        "reconcile.with_validation_quotes_per_s": len(raw) / min(both),
-        "reconcile.validate_quotes_per_s": len(raw) / min(val),
-        "reconcile.floor_quotes_per_s": n / min(floor),
-        "reconcile.quotes": n,
-        "reconcile.coins": coins,
-        "reconcile.runs": runs,
-        "reconcile.target_quotes_per_s": 200_000,
+    return {
+        "quotes_per_s": n / min(rec),
+        "median_quotes_per_s": n / statistics.median(rec),
+        "with_validation_quotes_per_s": len(raw) / min(both),
+        "validate_quotes_per_s": len(raw) / min(val),
+        "floor_quotes_per_s": n / min(floor),
+        "quotes": n,
     }
-    progress(f"reconcile: {out['reconcile.quotes_per_s']:,.0f} quotes/s (validate + reconcile "
-             f"{out['reconcile.with_validation_quotes_per_s']:,.0f}/s; "
-             f"floor {out['reconcile.floor_quotes_per_s']:,.0f}/s)")
+
+
+def run(coins: int, runs: int) -> dict[str, Any]:
+    three = _measure(coins, runs, SOURCES)
+    four = _measure(coins, runs, SOURCES_4)
+    out: dict[str, Any] = {f"reconcile.{key}": value for key, value in three.items()}
+    out.update({f"reconcile.{key}_4src": value for key, value in four.items()})
+    out.update({"reconcile.coins": coins, "reconcile.runs": runs, "reconcile.target_quotes_per_s": 200_000})
+    for label, figures in (("3 sources", three), ("4 sources", four)):
+        progress(f"reconcile, {label}: {figures['quotes_per_s']:,.0f} quotes/s (median "
+                 f"{figures['median_quotes_per_s']:,.0f}; validate + reconcile "
+                 f"{figures['with_validation_quotes_per_s']:,.0f}/s; floor {figures['floor_quotes_per_s']:,.0f}/s)")
     return out

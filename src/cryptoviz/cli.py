@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -34,6 +34,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(dlq_app, name="dlq")
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 DatabaseUrl = Annotated[str | None, typer.Option("--database-url", help="Override CRYPTOVIZ_DATABASE_URL.")]
 Interval = Annotated[float | None, typer.Option("--interval", min=0.1,
@@ -63,6 +64,15 @@ def _guard(fn: Callable[[], T]) -> T:
         raise typer.Exit(1) from None
 
 
+def guarded(command: Callable[P, T]) -> Callable[P, T]:
+    """A command whose project errors end in one ``error:`` line (exit 2 for settings, 1 otherwise)."""
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        return _guard(lambda: command(*args, **kwargs))
+
+    return wrapper
+
+
 def _one_line(exc: Exception) -> str:
     """Driver messages span lines (psycopg adds hints on a second line): fold them into one."""
     return " ".join(str(exc).split())
@@ -72,6 +82,7 @@ def _one_line(exc: Exception) -> str:
 
 
 @app.command()
+@guarded
 def run(interval: Interval = None, duration: Duration = None, database_url: DatabaseUrl = None,
         serve: Serve = True, port: Port = None, host: Host = None) -> None:
     """Run the whole job: collect every interval, reconcile, stream and store.
@@ -79,12 +90,9 @@ def run(interval: Interval = None, duration: Duration = None, database_url: Data
     Embedded by default (in-process bus, SQLite). With CRYPTOVIZ_KAFKA_BOOTSTRAP_SERVERS set, the
     collector publishes to Kafka and a writer in the same process consumes into the database.
     """
-    def go() -> None:
-        settings = _settings(interval=interval, database_url=database_url, api_port=port, api_host=host)
-        configure_logging(settings)
-        _run_job(settings, duration, serve=serve)
-
-    _guard(go)
+    settings = _settings(interval=interval, database_url=database_url, api_port=port, api_host=host)
+    configure_logging(settings)
+    _run_job(settings, duration, serve=serve)
 
 
 def _start_dashboard(settings: Settings, engine: Any) -> Any:
@@ -102,35 +110,44 @@ def _start_dashboard(settings: Settings, engine: Any) -> Any:
     return handle
 
 
-def _run_job(settings: Settings, duration: float | None, *, max_cycles: int | None = None,
-             serve: bool = False, unthrottled: bool = False) -> None:
-    from cryptoviz.runtime import make_sources, open_store, run_embedded, stop_on_signals
+def _sources(settings: Settings, *, unthrottled: bool = False) -> tuple[list[Any], dict[str, float]]:
+    """The enabled sources and their fetch intervals; a ``ConfigError`` when there is none."""
+    from cryptoviz.runtime import fetch_intervals, make_sources
 
-    engine = open_store(settings)
-    dashboard = _start_dashboard(settings, engine) if serve else None
     sources = make_sources(settings, unthrottled=unthrottled)
     if not sources:
         raise ConfigError("no source to collect from: set CRYPTOVIZ_SOURCES or an API key (see .env.example)")
-    names = ", ".join(s.name for s in sources)
-    bus = f"Kafka {settings.kafka_bootstrap_servers} topic {settings.kafka_topic}" if settings.kafka_enabled \
-        else "in-process bus"
-    logger.info("collecting %s every %.0fs into %s via %s", names, settings.interval,
-                engine.url.render_as_string(hide_password=True), bus)
-    with stop_on_signals() as stop:
-        if settings.kafka_enabled:
-            from cryptoviz.kafka_jobs import run_with_kafka
+    return sources, fetch_intervals(settings, [s.name for s in sources], budgets=not unthrottled)
 
-            cycles, stored = run_with_kafka(settings, engine, sources, stop, duration=duration,
-                                            max_cycles=max_cycles)
-        else:
-            cycles, stored = run_embedded(settings, engine, sources, stop, duration=duration,
-                                          max_cycles=max_cycles)
-    if dashboard is not None:
-        dashboard.stop()
-    logger.info("stopped after %d cycle(s); %d snapshots stored", cycles, stored)
+
+def _describe(sources: list[Any], intervals: dict[str, float], settings: Settings) -> str:
+    return ", ".join(s.name if intervals.get(s.name, settings.interval) <= settings.interval
+                     else f"{s.name} (every {intervals[s.name]:.0f}s)" for s in sources)
+
+
+def _run_job(settings: Settings, duration: float | None, *, max_cycles: int | None = None,
+             serve: bool = False, unthrottled: bool = False) -> None:
+    from cryptoviz.runtime import Pipeline, open_store, stop_on_signals
+
+    engine = open_store(settings)
+    dashboard = _start_dashboard(settings, engine) if serve else None
+    try:
+        sources, intervals = _sources(settings, unthrottled=unthrottled)
+        bus = f"Kafka {settings.kafka_bootstrap_servers} topic {settings.kafka_topic}" if settings.kafka_enabled \
+            else "in-process bus"
+        logger.info("collecting %s every %.0fs into %s via %s", _describe(sources, intervals, settings),
+                    settings.interval, engine.url.render_as_string(hide_password=True), bus)
+        with stop_on_signals() as stop, Pipeline(settings, engine=engine, sources=sources, stop=stop,
+                                                 intervals=intervals) as pipeline:
+            pipeline.run(duration=duration, max_cycles=max_cycles)
+    finally:
+        if dashboard is not None:
+            dashboard.stop()
+    logger.info("stopped after %d cycle(s); %d snapshots stored", pipeline.cycles, pipeline.stored)
 
 
 @app.command()
+@guarded
 def collect(
     once: Annotated[bool, typer.Option("--once", help="One cycle, then print a summary table.")] = False,
     interval: Interval = None, duration: Duration = None, database_url: DatabaseUrl = None,
@@ -139,53 +156,32 @@ def collect(
 
     Without Kafka the snapshots go through the in-process bus into the database, as with `run`.
     """
-    def go() -> None:
-        settings = _settings(interval=interval, database_url=database_url)
-        configure_logging(settings, quiet=once)
-        if once:
-            _collect_once(settings)
-        elif settings.kafka_enabled:
-            from cryptoviz.kafka_jobs import run_collector
-            from cryptoviz.runtime import make_sources, open_store, stop_on_signals
-            engine = open_store(settings)
-            with stop_on_signals() as stop:
-                run_collector(settings, engine, make_sources(settings), stop, duration=duration)
-        else:
-            _run_job(settings, duration)
+    settings = _settings(interval=interval, database_url=database_url)
+    configure_logging(settings, quiet=once)
+    if once:
+        _collect_once(settings)
+    elif settings.kafka_enabled:
+        from cryptoviz.runtime import Pipeline, open_store, stop_on_signals
 
-    _guard(go)
+        engine = open_store(settings)
+        sources, intervals = _sources(settings)
+        with stop_on_signals() as stop, Pipeline(settings, engine=engine, sources=sources, consume=False,
+                                                 stop=stop, intervals=intervals) as pipeline:
+            pipeline.run(duration=duration)
+    else:
+        _run_job(settings, duration)
 
 
 def _collect_once(settings: Settings) -> None:
-    from cryptoviz.bus.memory import MemoryBus
-    from cryptoviz.pipeline import Collector
-    from cryptoviz.runtime import make_sources, open_store
-    from cryptoviz.store.writer import SnapshotWriter
-    from cryptoviz.writer_loop import run_writer
+    from cryptoviz.runtime import Pipeline, open_store
 
     engine = open_store(settings)
-    sources = make_sources(settings)
-    if not sources:
-        raise ConfigError("no source to collect from: set CRYPTOVIZ_SOURCES or an API key (see .env.example)")
-    if settings.kafka_enabled:
-        from cryptoviz.bus.factory import make_publisher
-
-        publisher = make_publisher(settings)
-        collector = Collector(settings, sources, publisher, engine)
-        run = collector.run_cycle()
-        publisher.close()
-        stored_note = f"published to Kafka topic {settings.kafka_topic}"
-    else:
-        bus = MemoryBus(settings.bus_queue_size)
-        collector = Collector(settings, sources, bus.publisher(), engine)
-        run = collector.run_cycle()
-        bus.close()
-        done = threading.Event()
-        done.set()  # the cycle is over: store what it collected, give up after CRYPTOVIZ_DRAIN_TIMEOUT
-        stored = run_writer(bus.consumer(), SnapshotWriter(engine), done, batch_size=settings.batch_size,
-                            batch_timeout=settings.batch_timeout, drain_timeout=settings.drain_timeout)
-        stored_note = f"{stored} stored in {engine.url.render_as_string(hide_password=True)}"
-    collector.close()
+    sources, _intervals = _sources(settings)
+    kafka = settings.kafka_enabled
+    with Pipeline(settings, engine=engine, sources=sources, consume=not kafka) as pipeline:
+        run = pipeline.cycle()
+    stored_note = (f"published to Kafka topic {settings.kafka_topic}" if kafka else
+                   f"{pipeline.stored} stored in {engine.url.render_as_string(hide_password=True)}")
     table = Table(title=f"Cycle {run.started_at:%Y-%m-%d %H:%M:%S} UTC: {run.status}")
     for column in ("source", "fetched", "rejected", "used", "pages", "time (s)", "error"):
         table.add_column(column, justify="left" if column in ("source", "error") else "right")
@@ -204,211 +200,180 @@ def _collect_once(settings: Settings) -> None:
 
 
 @app.command()
+@guarded
 def consume(duration: Duration = None, database_url: DatabaseUrl = None) -> None:
     """Writer side with Kafka: consume snapshots into the database (runs until stopped).
 
     Several `cryptoviz consume` processes share the topic's partitions (consumer group
     CRYPTOVIZ_KAFKA_GROUP). Offsets are committed only after the database transaction committed.
     """
-    def go() -> None:
-        settings = _settings(database_url=database_url)
-        configure_logging(settings)
-        if not settings.kafka_enabled:
-            raise ConfigError("consume reads from Kafka: set CRYPTOVIZ_KAFKA_BOOTSTRAP_SERVERS "
-                              "(without Kafka, `cryptoviz run` writes through its in-process bus)")
-        from cryptoviz.kafka_jobs import run_consumer
-        from cryptoviz.runtime import open_store, stop_on_signals
+    settings = _settings(database_url=database_url)
+    configure_logging(settings)
+    if not settings.kafka_enabled:
+        raise ConfigError("consume reads from Kafka: set CRYPTOVIZ_KAFKA_BOOTSTRAP_SERVERS "
+                          "(without Kafka, `cryptoviz run` writes through its in-process bus)")
+    from cryptoviz.runtime import Pipeline, open_store, stop_on_signals
 
-        engine = open_store(settings)
-        with stop_on_signals() as stop:
-            stored = run_consumer(settings, engine, stop, duration=duration)
-        logger.info("consumer stopped: %d snapshots stored", stored)
-
-    _guard(go)
+    engine = open_store(settings)
+    with stop_on_signals() as stop, Pipeline(settings, engine=engine, produce=False, stop=stop) as pipeline:
+        pipeline.run(duration=duration)
+    logger.info("consumer stopped: %d snapshots stored", pipeline.stored)
 
 
 # --- database --------------------------------------------------------------------------------------
 
 
 @db_app.command("upgrade")
+@guarded
 def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
                database_url: DatabaseUrl = None) -> None:
     """Apply migrations up to REVISION (default: the latest)."""
     from cryptoviz.store import migrate
     from cryptoviz.store.engine import redact
 
-    def go() -> None:
-        settings = _settings(database_url=database_url)
-        migrate.upgrade(settings.database_url, revision)
-        console.print(f"{redact(settings.database_url)}: at revision {migrate.current(settings.database_url)}")
-
-    _guard(go)
+    settings = _settings(database_url=database_url)
+    migrate.upgrade(settings.database_url, revision)
+    console.print(f"{redact(settings.database_url)}: at revision {migrate.current(settings.database_url)}")
 
 
 @db_app.command("downgrade")
+@guarded
 def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision, e.g. -1 or base.")] = "-1",
                  database_url: DatabaseUrl = None) -> None:
     """Revert migrations down to REVISION (default: one step)."""
     from cryptoviz.store import migrate
     from cryptoviz.store.engine import redact
 
-    def go() -> None:
-        settings = _settings(database_url=database_url)
-        migrate.downgrade(settings.database_url, revision)
-        console.print(f"{redact(settings.database_url)}: at revision "
-                      f"{migrate.current(settings.database_url) or 'base (empty)'}")
-
-    _guard(go)
+    settings = _settings(database_url=database_url)
+    migrate.downgrade(settings.database_url, revision)
+    console.print(f"{redact(settings.database_url)}: at revision "
+                  f"{migrate.current(settings.database_url) or 'base (empty)'}")
 
 
 @db_app.command("current")
+@guarded
 def db_current(database_url: DatabaseUrl = None) -> None:
     """Print the database's schema revision and the latest one available."""
     from cryptoviz.store import migrate
     from cryptoviz.store.engine import redact
 
-    def go() -> None:
-        settings = _settings(database_url=database_url)
-        now, head = migrate.current(settings.database_url), migrate.head_revision()
-        state = "up to date" if now == head else "run `cryptoviz db upgrade`"
-        console.print(f"{redact(settings.database_url)}: revision {now or 'none'} (latest {head}: {state})")
-
-    _guard(go)
+    settings = _settings(database_url=database_url)
+    now, head = migrate.current(settings.database_url), migrate.head_revision()
+    state = "up to date" if now == head else "run `cryptoviz db upgrade`"
+    console.print(f"{redact(settings.database_url)}: revision {now or 'none'} (latest {head}: {state})")
 
 
 # --- record / replay -------------------------------------------------------------------------------
 
 
 @app.command()
+@guarded
 def record(
     out: Annotated[Path, typer.Option("--out", help="Directory to write DIR/<source>/<time>.<ext> into.")],
     cycles: Annotated[int, typer.Option("--cycles", min=1, help="How many cycles to record.")] = 1,
     interval: Interval = None,
 ) -> None:
-    """Save every raw response body exactly as received, for replay and tests. Stores nothing."""
-    def go() -> None:
-        from cryptoviz.pipeline import cycle_time, fetch_source
-        from cryptoviz.recording import PageRecorder
-        from cryptoviz.runtime import make_sources, stop_on_signals
+    """Save every raw response body (and every frame a push source receives) exactly as received, for
+    replay and tests. Stores nothing."""
+    from cryptoviz.bus.base import NullPublisher
+    from cryptoviz.recording import PageRecorder
+    from cryptoviz.runtime import Pipeline, stop_on_signals
 
-        settings = _settings(interval=interval)
-        configure_logging(settings)
-        sources = make_sources(settings)
-        if not sources:
-            raise ConfigError("no source to record: set CRYPTOVIZ_SOURCES or an API key")
-        recorder = PageRecorder(out)
-        with stop_on_signals() as stop:
-            for n in range(cycles):
-                started = time.monotonic()
-                observed_at = cycle_time()
-                for outcome in map(fetch_source, sources):
-                    if outcome.error:
-                        logger.warning("%s", outcome.error)
-                    for page in outcome.pages:
-                        recorder(page, observed_at)
-                console.print(f"cycle {n + 1}/{cycles}: {len(recorder.files)} file(s) so far in {out}")
-                if n + 1 < cycles and stop.wait(max(0.0, settings.interval - (time.monotonic() - started))):
-                    break
-        if not recorder.files:
-            raise CryptoVizError("nothing recorded: every source failed (see the warnings above)")
-
-    _guard(go)
+    settings = _settings(interval=interval)
+    configure_logging(settings)
+    sources, intervals = _sources(settings)
+    recorder = PageRecorder(out)
+    with stop_on_signals() as stop, Pipeline(settings, engine=None, sources=sources, consume=False, stop=stop,
+                                             publisher=NullPublisher(), page_sink=recorder,
+                                             intervals=intervals) as pipeline:
+        for n in range(cycles):
+            started = time.monotonic()
+            pipeline.cycle()
+            console.print(f"cycle {n + 1}/{cycles}: {len(recorder.files)} file(s) so far in {out}")
+            if n + 1 < cycles and stop.wait(max(0.0, settings.interval - (time.monotonic() - started))):
+                break
+    if not recorder.files:
+        raise CryptoVizError("nothing recorded: every source failed (see the warnings above)")
 
 
 @app.command()
+@guarded
 def replay(directory: Annotated[Path, typer.Argument(help="A directory written by `cryptoviz record`.")],
            database_url: DatabaseUrl = None) -> None:
     """Feed recorded files through parse, validate, reconcile, bus and store (observed_at from names)."""
-    def go() -> None:
-        from cryptoviz.bus.memory import MemoryBus
-        from cryptoviz.pipeline import Collector
-        from cryptoviz.recording import read_recording
-        from cryptoviz.runtime import WriterThread, open_store
-        from cryptoviz.store.writer import SnapshotWriter
+    from cryptoviz.recording import read_recording
+    from cryptoviz.runtime import Pipeline, open_store
 
-        settings = _settings(database_url=database_url)
-        configure_logging(settings)
-        cycles = read_recording(directory)
-        engine = open_store(settings)
-        bus = MemoryBus(settings.bus_queue_size)
-        stop = threading.Event()
-        writer = WriterThread(bus.consumer(), SnapshotWriter(engine), stop, settings)
-        writer.start()
-        collector = Collector(settings, [], bus.publisher(), engine)
-        published = 0
+    settings = _settings(database_url=database_url)
+    configure_logging(settings)
+    cycles = read_recording(directory)
+    engine = open_store(settings)
+    published = 0
+    with Pipeline(settings, engine=engine, in_process=True) as pipeline:
         for observed_at, outcomes in cycles:
-            published += collector.publish(outcomes, observed_at).published
-        bus.close()
-        stop.set()  # drain, then give up on a batch the database keeps refusing
-        stored = writer.result()
-        console.print(f"replayed {len(cycles)} cycle(s): {published} snapshots published, {stored} stored")
-
-    _guard(go)
+            published += pipeline.publish(outcomes, observed_at).published
+    console.print(f"replayed {len(cycles)} cycle(s): {published} snapshots published, {pipeline.stored} stored")
 
 
 # --- status ----------------------------------------------------------------------------------------
 
 
 @app.command()
+@guarded
 def status(database_url: DatabaseUrl = None) -> None:
     """Show the last cycle, each source's health and the row counts."""
-    def go() -> None:
-        from cryptoviz.runtime import open_store
-        from cryptoviz.store.queries import last_runs, row_counts, source_health
+    from cryptoviz.runtime import open_store
+    from cryptoviz.store.queries import row_counts, source_health
 
-        settings = _settings(database_url=database_url)
-        engine = open_store(settings, upgrade=False, check_writes=False)
-        try:
-            runs = last_runs(engine, 1)
-            counts = row_counts(engine)
-            health = source_health(engine)
-        except Exception as exc:
-            raise StoreError(f"cannot read status from {engine.url.render_as_string(hide_password=True)} "
-                             f"({exc.__class__.__name__}); run `cryptoviz db upgrade` first?") from None
-        console.print(f"database: {engine.url.render_as_string(hide_password=True)}")
-        if not runs:
-            console.print("no cycle has run yet: start one with `cryptoviz run` (or `make demo`)")
-        else:
-            r = runs[0]
-            took = (r["finished_at"] - r["started_at"]).total_seconds() if r["finished_at"] else 0
-            console.print(f"last cycle: {r['started_at']:%Y-%m-%d %H:%M:%S} UTC, {r['status']}, "
-                          f"{r['published']} coins published, {r['fetched']} fetched, "
-                          f"{r['rejected']} rejected, {took:.1f}s")
-        table = Table(title="sources (last 10 cycles)")
-        for column in ("source", "fetched", "rejected", "breaker", "failures in a row", "last ok", "last error"):
-            table.add_column(column)
-        for name, h in sorted(health.items()):
-            last_ok = f"{h['last_ok']:%Y-%m-%d %H:%M:%S}" if h["last_ok"] else "never"
-            table.add_row(name, str(h["fetched"]), str(h["rejected"]), h["breaker"],
-                          str(h["failures_in_a_row"]), last_ok, (h["last_error"] or "")[:70])
-        console.print(table)
-        console.print("rows: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-
-    _guard(go)
+    settings = _settings(database_url=database_url)
+    engine = open_store(settings, upgrade=False, check_writes=False)
+    try:
+        counts = row_counts(engine)
+        health = source_health(engine, runs=10)
+    except Exception as exc:
+        raise StoreError(f"cannot read status from {engine.url.render_as_string(hide_password=True)} "
+                         f"({exc.__class__.__name__}); run `cryptoviz db upgrade` first?") from None
+    console.print(f"database: {engine.url.render_as_string(hide_password=True)}")
+    r = health.last_run
+    if r is None:
+        console.print("no cycle has run yet: start one with `cryptoviz run` (or `make demo`)")
+    else:
+        took = (r["finished_at"] - r["started_at"]).total_seconds() if r["finished_at"] else 0
+        console.print(f"last cycle: {r['started_at']:%Y-%m-%d %H:%M:%S} UTC, {r['status']}, "
+                      f"{r['published']} coins published, {r['fetched']} fetched, "
+                      f"{r['rejected']} rejected, {took:.1f}s")
+    table = Table(title="sources (last 10 cycles)")
+    for column in ("source", "fetched", "rejected", "breaker", "failures in a row", "last ok", "last error"):
+        table.add_column(column)
+    for h in health.sources:
+        last_ok = f"{h.last_ok:%Y-%m-%d %H:%M:%S}" if h.last_ok else "never"
+        table.add_row(h.source, str(h.fetched), str(h.rejected), h.breaker,
+                      str(h.failures_in_a_row), last_ok, (h.last_error or "")[:70])
+    console.print(table)
+    console.print("rows: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
 @app.command("serve")
+@guarded
 def serve_command(port: Port = None, host: Host = None, database_url: DatabaseUrl = None) -> None:
     """Serve the live dashboard (/), the REST API (/api), SSE (/api/stream) and metrics (/metrics).
 
     Read-only. Binds 127.0.0.1 by default; set CRYPTOVIZ_API_TOKEN to require a bearer token.
     """
-    def go() -> None:
-        from cryptoviz.api.app import create_app
-        from cryptoviz.api.server import serve_forever
-        from cryptoviz.runtime import open_store
+    from cryptoviz.api.app import create_app
+    from cryptoviz.api.server import serve_forever
+    from cryptoviz.runtime import open_store
 
-        settings = _settings(database_url=database_url, api_port=port, api_host=host)
-        configure_logging(settings)
-        engine = open_store(settings, check_writes=False)
-        logger.info("serving the dashboard on http://%s:%d/ (Ctrl+C to stop)", settings.api_host, settings.api_port)
-        serve_forever(create_app(engine, settings), settings.api_host, settings.api_port)
-
-    _guard(go)
+    settings = _settings(database_url=database_url, api_port=port, api_host=host)
+    configure_logging(settings)
+    engine = open_store(settings, check_writes=False)
+    logger.info("serving the dashboard on http://%s:%d/ (Ctrl+C to stop)", settings.api_host, settings.api_port)
+    serve_forever(create_app(engine, settings), settings.api_host, settings.api_port)
 
 
 # --- simulator and demo ----------------------------------------------------------------------------
 
+DEMO_SOURCES = "coingecko,coinmarketcap,coinpaprika"
 Faults = Annotated[str | None, typer.Option(
     "--faults", help="Comma list of rate-limit, server-error, slow, malformed, outlier, garbage, bad-key; "
                      "NAME@SOURCE limits one to a source, NAME=P sets its probability (e.g. "
@@ -417,39 +382,38 @@ Faults = Annotated[str | None, typer.Option(
 
 
 @app.command()
+@guarded
 def simulate(
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0 = any free port).")] = 8765,
     faults: Faults = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed of the market.")] = 42,
 ) -> None:
     """Run the market simulator alone (CoinGecko- and CoinMarketCap-shaped APIs and pages)."""
-    def go() -> None:
-        from cryptoviz.simulator import start_simulator
+    from cryptoviz.simulator import start_simulator
 
-        sim = start_simulator(port=port, faults=faults, seed=seed)
-        console.print("# point CryptoViz at the simulator:")
-        for line in sim.env_lines():
-            print(line, flush=True)
-        console.print(f"# simulator listening on {sim.url} (Ctrl+C to stop)")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            sim.stop()
-
-    _guard(go)
+    sim = start_simulator(port=port, faults=faults, seed=seed)
+    console.print("# point CryptoViz at the simulator:")
+    for line in sim.env_lines():
+        print(line, flush=True)
+    console.print(f"# simulator listening on {sim.url} (Ctrl+C to stop)")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
 
 
 @app.command()
+@guarded
 def demo(
     duration: Duration = None,
     interval: Annotated[float, typer.Option("--interval", min=0.5, help="Seconds between cycles.")] = 10.0,
     database_url: Annotated[str, typer.Option("--database-url", help="Where to store the demo data.")] =
     "sqlite:///data/demo.db",
     sources: Annotated[str, typer.Option("--sources", help="Comma list of sources to simulate.")] =
-    "coingecko,coinmarketcap",
+    DEMO_SOURCES,
     faults: Faults = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed of the market.")] = 42,
     serve: Serve = True, port: Port = None, host: Host = None,
@@ -459,64 +423,61 @@ def demo(
     Writes into data/demo.db (never into the configured database) unless --database-url is given.
     With Kafka configured the demo uses its own topic (CRYPTOVIZ_KAFKA_TOPIC + '_demo').
     """
-    def go() -> None:
-        from cryptoviz.simulator import start_simulator
-        from cryptoviz.simulator.faults import Faults as SimFaults
+    from cryptoviz.simulator import start_simulator
+    from cryptoviz.simulator.faults import Faults as SimFaults
 
-        chosen = [s.strip() for s in sources.split(",") if s.strip()]
-        # The demo's 10x outlier goes to a source that is collected, so the rule shows at work.
-        target = next((s for s in ("coinmarketcap", "coinmarketcap-html") if s in chosen), chosen[-1])
-        sim_faults = SimFaults.parse(faults or "demo", outlier_source=target)
-        sim = start_simulator(port=0, faults=sim_faults, seed=seed)
-        try:
-            base = load_settings()
-            overrides: dict[str, Any] = {**sim.settings_overrides(), "database_url": database_url,
-                                         "interval": interval, "sources": sources,
-                                         "top_n": len(sim.coins)}
-            if port is not None:
-                overrides["api_port"] = port
-            if host is not None:
-                overrides["api_host"] = host
-            if base.kafka_enabled:
-                overrides["kafka_topic"] = f"{base.kafka_topic}_demo"
-                overrides["kafka_group"] = f"{base.kafka_group}-demo"
-            settings = load_settings(**overrides)
-            configure_logging(settings)
-            logger.info("market simulator on %s; demo data goes to %s", sim.url,
-                        database_url.split("@")[-1])
-            _run_job(settings, duration, serve=serve, unthrottled=True)
-        finally:
-            sim.stop()
-
-    _guard(go)
+    chosen = [s.strip() for s in sources.split(",") if s.strip()]
+    # The demo's 10x outlier goes to a source that is collected, so the rule shows at work.
+    target = next((s for s in ("coinmarketcap", "coinmarketcap-html") if s in chosen), chosen[-1])
+    sim_faults = SimFaults.parse(faults or "demo", outlier_source=target)
+    sim = start_simulator(port=0, faults=sim_faults, seed=seed)
+    try:
+        base = load_settings()
+        overrides: dict[str, Any] = {**sim.settings_overrides(), "database_url": database_url,
+                                     "interval": interval, "sources": sources,
+                                     "top_n": len(sim.coins),
+                                     # The simulator has no request budget: every source every cycle.
+                                     "source_intervals": {name: interval for name in chosen}}
+        if port is not None:
+            overrides["api_port"] = port
+        if host is not None:
+            overrides["api_host"] = host
+        if base.kafka_enabled:
+            overrides["kafka_topic"] = f"{base.kafka_topic}_demo"
+            overrides["kafka_group"] = f"{base.kafka_group}-demo"
+        settings = load_settings(**overrides)
+        configure_logging(settings)
+        logger.info("market simulator on %s; demo data goes to %s", sim.url,
+                    database_url.split("@")[-1])
+        _run_job(settings, duration, serve=serve, unthrottled=True)
+    finally:
+        sim.stop()
 
 
 # --- dead letters ----------------------------------------------------------------------------------
 
 
 @dlq_app.command("list")
+@guarded
 def dlq_list(limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 50) -> None:
     """List messages in the dead-letter topic (CRYPTOVIZ_KAFKA_TOPIC + '.dlq') with their reasons."""
-    def go() -> None:
-        settings = _settings()
-        if not settings.kafka_enabled:
-            raise ConfigError("the dead-letter queue is a Kafka topic: set CRYPTOVIZ_KAFKA_BOOTSTRAP_SERVERS")
-        from cryptoviz.bus.kafka import list_dlq
+    settings = _settings()
+    if not settings.kafka_enabled:
+        raise ConfigError("the dead-letter queue is a Kafka topic: set CRYPTOVIZ_KAFKA_BOOTSTRAP_SERVERS")
+    from cryptoviz.bus.kafka import list_dlq
 
-        letters = list_dlq(settings.kafka_bootstrap_servers or "", settings.dlq_topic, limit=limit)
-        if not letters:
-            console.print(f"{settings.dlq_topic}: empty")
-            return
-        table = Table(title=f"{settings.dlq_topic}: {len(letters)} message(s)")
-        for column in ("partition:offset", "key", "from", "error", "value"):
-            table.add_column(column)
-        for d in letters:
-            table.add_row(f"{d.partition}:{d.offset}", str(d.key),
-                          f"{d.original_topic}[{d.original_partition}]@{d.original_offset}",
-                          str(d.error)[:80], d.value_preview[:60])
-        console.print(table)
-
-    _guard(go)
+    letters = list_dlq(settings.kafka_bootstrap_servers or "", settings.dlq_topic, limit=limit)
+    if not letters:
+        console.print(f"{settings.dlq_topic}: empty")
+        return
+    table = Table(title=f"{settings.dlq_topic}: {len(letters)} message(s)")
+    for column in ("partition:offset", "key", "from", "error", "value"):
+        table.add_column(column)
+    for d in letters:
+        table.add_row(f"{d.partition}:{d.offset}", str(d.key),
+                      f"{d.original_topic}[{d.original_partition}]@{d.original_offset}",
+                      str(d.error)[:80], d.value_preview[:60])
+    console.print(table)
 
 
 def version_callback(value: bool) -> None:

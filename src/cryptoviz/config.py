@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -10,17 +11,21 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cryptoviz.errors import ConfigError
 
-API_SOURCES = ("coingecko", "coinmarketcap")
-HTML_SOURCES = ("coingecko-html", "coinmarketcap-html")
-KNOWN_SOURCES = API_SOURCES + HTML_SOURCES
+UNKNOWN_SOURCE_TRUST = 0.5
 
-# Pages are scraped, so they are trusted a little less than the APIs by default.
-DEFAULT_TRUST: dict[str, float] = {
-    "coinmarketcap": 0.9,
-    "coingecko": 0.8,
-    "coinmarketcap-html": 0.7,
-    "coingecko-html": 0.6,
-}
+
+def known_sources() -> tuple[str, ...]:
+    """The source names of the registry (imported here, not at the top: the sources import Settings)."""
+    from cryptoviz.sources.registry import names
+
+    return names()
+
+
+def _check_names(names: Any, what: str) -> None:
+    known = known_sources()
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"unknown {what} {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
 
 
 def _split_list(value: Any) -> Any:
@@ -53,11 +58,15 @@ class Settings(BaseSettings):
     top_n: int | Literal["all"] = 250
     sources: Annotated[list[str] | None, NoDecode] = None
     trust: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
+    # seconds between fetches per source, e.g. coinpaprika=600; unset: the source's own default
+    source_intervals: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
     coingecko_api_key: SecretStr | None = None
     coinmarketcap_api_key: SecretStr | None = None
     coingecko_base_url: str = "https://api.coingecko.com/api/v3"
     coinmarketcap_base_url: str = "https://pro-api.coinmarketcap.com"
     coingecko_html_base_url: str = "https://www.coingecko.com"
+    coinpaprika_api_key: SecretStr | None = None
+    coinpaprika_base_url: str = "https://api.coinpaprika.com/v1"
     coinmarketcap_html_base_url: str = "https://coinmarketcap.com"
     http_timeout: float = Field(default=15.0, gt=0)
     http_retries: int = Field(default=3, ge=0)
@@ -106,9 +115,7 @@ class Settings(BaseSettings):
         value = _split_list(value)
         if value is None:
             return None
-        unknown = [s for s in value if s not in KNOWN_SOURCES]
-        if unknown:
-            raise ValueError(f"unknown source(s) {', '.join(unknown)}; known: {', '.join(KNOWN_SOURCES)}")
+        _check_names(value, "source(s)")
         if not value:
             raise ValueError("no source given")
         return value
@@ -116,24 +123,13 @@ class Settings(BaseSettings):
     @field_validator("trust", mode="before")
     @classmethod
     def _trust(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            parsed: dict[str, float] = {}
-            for part in _split_list(value):
-                name, sep, number = part.partition("=")
-                if not sep:
-                    raise ValueError(f"expected source=weight pairs such as coingecko=0.8, got {part!r}")
-                try:
-                    parsed[name.strip()] = float(number)
-                except ValueError:
-                    raise ValueError(f"weight of {name.strip()!r} is not a number: {number!r}") from None
-            value = parsed
-        if isinstance(value, dict):
-            for name, weight in value.items():
-                if name not in KNOWN_SOURCES:
-                    raise ValueError(f"unknown source {name!r}; known: {', '.join(KNOWN_SOURCES)}")
-                if not 0 < float(weight) <= 1:
-                    raise ValueError(f"trust of {name!r} must be within (0, 1], got {weight}")
-        return value
+        return _source_numbers(value, "weight", "coingecko=0.8", lambda w: 0 < w <= 1, "trust", "within (0, 1]")
+
+    @field_validator("source_intervals", mode="before")
+    @classmethod
+    def _source_intervals(cls, value: Any) -> Any:
+        return _source_numbers(value, "number of seconds", "coinpaprika=600", lambda s: s > 0, "interval",
+                               "> 0 seconds")
 
     # --- derived ---------------------------------------------------------------------------
 
@@ -146,15 +142,47 @@ class Settings(BaseSettings):
         return f"{self.kafka_topic}.dlq"
 
     def trust_of(self, source: str) -> float:
-        return self.trust.get(source, DEFAULT_TRUST.get(source, 0.5))
+        """``CRYPTOVIZ_TRUST`` for ``source``, else its spec's default trust (0.5 for an unknown source)."""
+        if source in self.trust:
+            return self.trust[source]
+        from cryptoviz.sources.registry import default_trust
+
+        found = default_trust(source)
+        return UNKNOWN_SOURCE_TRUST if found is None else found
 
     def enabled_sources(self) -> list[str]:
-        """The explicit list; else CoinGecko plus CoinMarketCap's API with a key, or its pages without."""
-        if self.sources:
-            return list(self.sources)
-        key = self.coinmarketcap_api_key
-        has_key = key is not None and bool(key.get_secret_value().strip())
-        return ["coingecko", "coinmarketcap" if has_key else "coinmarketcap-html"]
+        """``CRYPTOVIZ_SOURCES``, else the sources that run by default (see the registry)."""
+        from cryptoviz.sources.registry import enabled_sources
+
+        return enabled_sources(self)
+
+
+def _source_numbers(value: Any, what: str, example: str, valid: Callable[[float], bool], name: str,
+                    bound: str) -> Any:
+    """A ``source=number`` mapping: known sources only, each number ``valid``."""
+    value = _pairs(value, what, example)
+    if isinstance(value, dict):
+        _check_names(value, "source")
+        for source, number in value.items():
+            if not valid(float(number)):
+                raise ValueError(f"{name} of {source!r} must be {bound}, got {number}")
+    return value
+
+
+def _pairs(value: Any, what: str, example: str) -> Any:
+    """``"a=1, b=2"`` -> ``{"a": 1.0, "b": 2.0}``; other values unchanged."""
+    if not isinstance(value, str):
+        return value
+    parsed: dict[str, float] = {}
+    for part in _split_list(value):
+        name, sep, number = part.partition("=")
+        if not sep:
+            raise ValueError(f"expected source={what} pairs such as {example}, got {part!r}")
+        try:
+            parsed[name.strip()] = float(number)
+        except ValueError:
+            raise ValueError(f"{what} of {name.strip()!r} is not a number: {number!r}") from None
+    return parsed
 
 
 def load_settings(**overrides: Any) -> Settings:

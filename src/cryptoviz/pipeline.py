@@ -1,4 +1,10 @@
-"""One cycle (fetch -> parse -> validate -> reconcile -> publish), the scheduler, and the writer loop."""
+"""One cycle (fetch -> parse -> validate -> reconcile -> publish) and the scheduler that repeats it.
+
+Pull sources are fetched when due: every cycle, or every ``interval`` seconds for a slower source (a
+rate-limited plan), whose last valid quotes are reused in the cycles between while they are fresh. Push
+sources hand over the frames received since the last cycle; their latest quote per coin is kept. A
+failed fetch drops what the source had: nothing of it is used until it answers again.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-
-import sqlalchemy as sa
 
 from cryptoviz import metrics
 from cryptoviz.bus.base import Publisher
@@ -19,11 +23,14 @@ from cryptoviz.config import Settings
 from cryptoviz.errors import CryptoVizError, ParseError, SourceError, StoreError
 from cryptoviz.models import CoinSnapshot, Rejection, SourceQuote
 from cryptoviz.reconcile import reconcile
-from cryptoviz.sources.base import RawPage, Source
+from cryptoviz.sources.base import PullSource, PushSource, RawPage, Source
+from cryptoviz.sources.registry import namespaces as registry_namespaces
 from cryptoviz.sources.registry import parse_page
-from cryptoviz.store.queries import known_coin_ids, previous_prices
-from cryptoviz.store.runs import RunReport, SourceReport, record_run
-from cryptoviz.validate import validate_quotes
+from cryptoviz.sources.spec import IdNamespace
+from cryptoviz.store.runs import RunReport, SourceReport
+from cryptoviz.store.state import KnownIds, MarketState, NoState, RunLog
+from cryptoviz.timeutil import utc_now
+from cryptoviz.validate import quote_time, timestamp, validate_quotes
 
 logger = logging.getLogger(__name__)
 
@@ -32,79 +39,166 @@ PageSink = Callable[[RawPage, datetime], None]
 
 def cycle_time(now: datetime | None = None) -> datetime:
     """A cycle's observed_at: UTC, whole seconds (the history key, and recorded file names)."""
-    return (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    return (now or utc_now()).astimezone(UTC).replace(microsecond=0)
 
 
 @dataclass(slots=True)
 class SourceOutcome:
+    """What one source delivered this cycle: a pull source's pages, or a push source's frames."""
+
     source: str
     pages: list[RawPage]
     error: SourceError | None = None
     seconds: float = 0.0
     breaker: str = "closed"
+    push: bool = False
 
 
-def fetch_source(source: Source) -> SourceOutcome:
-    """Fetch one source; whatever goes wrong stays inside this source's outcome."""
+def _outcome(source: Source, take: Callable[[], list[RawPage]], *, push: bool) -> SourceOutcome:
+    """What ``take()`` gives; whatever goes wrong stays inside this source's outcome."""
     started = time.monotonic()
-    outcome = SourceOutcome(source.name, [])
+    outcome = SourceOutcome(source.name, [], push=push)
     try:
-        outcome.pages = source.fetch()
+        outcome.pages = take()
     except SourceError as exc:
         outcome.error = exc
     except Exception as exc:  # noqa: BLE001 - one broken source must never stop the others
-        logger.exception("%s: unexpected error while fetching", source.name)
+        logger.exception("%s: unexpected error while %s", source.name, "taking frames" if push else "fetching")
         outcome.error = SourceError(source.name, f"unexpected {type(exc).__name__}: {exc}")
     outcome.seconds = time.monotonic() - started
     outcome.breaker = str(getattr(source, "breaker_state", "closed"))
     return outcome
 
 
-def keep_known_ids(snapshots: list[CoinSnapshot], known: Mapping[str, str]) -> list[CoinSnapshot]:
+def fetch_source(source: PullSource) -> SourceOutcome:
+    """Fetch one pull source."""
+    return _outcome(source, source.fetch, push=False)
+
+
+def take_frames(source: PushSource) -> SourceOutcome:
+    """The frames a push source received since the last cycle."""
+    return _outcome(source, source.take_frames, push=True)
+
+
+# --- what each source has to offer between fetches ------------------------------------------------------
+
+
+@dataclass(slots=True)
+class QuoteBooks:
+    """Per source, the valid quotes it offers until its next fetch: a pull source's whole last listing, a
+    push source's latest quote per (currency, coin). Quotes older than ``max_staleness`` are let go."""
+
+    books: dict[str, dict[tuple[str, str], SourceQuote]] = field(default_factory=dict)
+
+    def replace(self, source: str, quotes: Sequence[SourceQuote]) -> None:
+        self.books[source] = {}
+        self.update(source, quotes)
+
+    def update(self, source: str, quotes: Sequence[SourceQuote]) -> None:
+        book = self.books.setdefault(source, {})
+        for q in quotes:
+            key = (q.currency, q.source_id)
+            held = book.get(key)
+            if held is None or timestamp(quote_time(q)) >= timestamp(quote_time(held)):
+                book[key] = q
+
+    def drop(self, source: str) -> None:
+        self.books.pop(source, None)
+
+    def fresh(self, source: str, observed_at: datetime, max_staleness: float) -> list[SourceQuote]:
+        """The source's quotes no older than ``max_staleness`` at ``observed_at`` (older ones are dropped)."""
+        book = self.books.get(source)
+        if not book:
+            return []
+        now = timestamp(observed_at)
+        old = [key for key, q in book.items() if now - timestamp(quote_time(q)) > max_staleness]
+        for key in old:
+            del book[key]
+        return list(book.values())
+
+
+# --- one cycle, pure apart from logging ---------------------------------------------------------------
+
+
+def keep_known_ids(snapshots: list[CoinSnapshot], known: KnownIds,
+                   namespaces: Mapping[str, IdNamespace] | None = None) -> list[CoinSnapshot]:
     """Keep a coin under its usual id when the source that names it (CoinGecko) missed this cycle.
 
-    Without this, a coin whose CoinGecko item was rejected once would be stored under its
-    CoinMarketCap slug for that cycle: a second ``currencies`` row and a gap in its history.
+    Without this, a coin whose CoinGecko item was rejected once would be stored under another source's
+    slug for that cycle: a second ``currencies`` row and a gap in its history. ``known`` maps (source or
+    id namespace, that source's id) to the stored coin id.
     """
     if not known:
         return snapshots
+    spaces = registry_namespaces() if namespaces is None else namespaces
+    canonical = {name for name, ns in spaces.items() if ns.canonical}
     taken = {s.coin_id for s in snapshots}
     out = []
     for s in snapshots:
-        canonical = known.get(s.coinmarketcap_id or "") if s.coingecko_id is None else None
-        if canonical and canonical != s.coin_id and canonical not in taken:
-            taken.add(canonical)
-            s = replace(s, coin_id=canonical, coingecko_id=canonical)
+        if not any(v.source in canonical for v in s.sources):
+            usual = _known_id(s, known, spaces)
+            if usual and usual != s.coin_id and usual not in taken:
+                taken.add(usual)
+                s = replace(s, coin_id=usual)
         out.append(s)
     return out
 
 
+def _known_id(s: CoinSnapshot, known: KnownIds, spaces: Mapping[str, IdNamespace]) -> str | None:
+    for v in s.sources:
+        found = known.get((v.source, v.source_id))
+        if found is None and v.source in spaces:
+            found = known.get((spaces[v.source].name, v.source_id))
+        if found is not None:
+            return found
+    return None
+
+
+def _parse_outcome(outcome: SourceOutcome, report: SourceReport, observed_at: datetime,
+                   settings: Settings) -> tuple[list[SourceQuote], list[Rejection], list[str]]:
+    """(valid quotes, rejections, errors) of one source's pages or frames."""
+    quotes: list[SourceQuote] = []
+    rejected: list[Rejection] = []
+    errors: list[str] = [str(outcome.error)] if outcome.error else []
+    for page in outcome.pages:
+        try:
+            result = parse_page(page, settings.vs_currency)
+        except (SourceError, ParseError) as exc:
+            errors.append(str(exc))
+            continue
+        quotes.extend(result.quotes)
+        rejected.extend(result.rejected)
+    top_n = settings.top_n
+    if isinstance(top_n, int):
+        # A source may answer with more coins than asked (CoinPaprika lists them all, a site's last page
+        # runs past top_n): keep what was asked for. Unranked quotes (an exchange's) are kept.
+        quotes = [q for q in quotes if q.rank is None or q.rank <= top_n]
+    # fetched = every item the source delivered (up to top_n), whether it parsed or not
+    report.fetched = len(quotes) + len(rejected)
+    kept, invalid = validate_quotes(quotes, now=observed_at, max_staleness=settings.max_staleness,
+                                    market_cap_tolerance=settings.market_cap_tolerance)
+    rejected.extend(invalid)
+    return kept, rejected, errors
+
+
 def process(outcomes: Sequence[SourceOutcome], *, observed_at: datetime, settings: Settings,
-            previous: Mapping[str, float] | None = None,
-            known_ids: Mapping[str, str] | None = None) -> tuple[list[CoinSnapshot], RunReport]:
-    """Parse, validate and reconcile one cycle's pages. Pure apart from logging."""
+            previous: Mapping[str, float] | None = None, known_ids: KnownIds | None = None,
+            books: QuoteBooks | None = None,
+            namespaces: Mapping[str, IdNamespace] | None = None) -> tuple[list[CoinSnapshot], RunReport]:
+    """Parse, validate and reconcile one cycle. Pure apart from logging and ``books``.
+
+    With ``books``, each source's valid quotes are kept there (a pull source's replace its last ones, a
+    push source's update them; a failed source's are dropped) and every source with a book but no outcome
+    this cycle contributes its fresh book quotes again (``reused`` in its report).
+    """
+    spaces = registry_namespaces() if namespaces is None else namespaces
     run = RunReport(started_at=observed_at)
     valid: list[SourceQuote] = []
     for outcome in outcomes:
         report = SourceReport(outcome.source, pages=len(outcome.pages), seconds=outcome.seconds,
                               breaker=outcome.breaker)
         run.sources[outcome.source] = report
-        quotes: list[SourceQuote] = []
-        rejected: list[Rejection] = []
-        errors: list[str] = [str(outcome.error)] if outcome.error else []
-        for page in outcome.pages:
-            try:
-                result = parse_page(page, settings.vs_currency)
-            except (SourceError, ParseError) as exc:
-                errors.append(str(exc))
-                continue
-            quotes.extend(result.quotes)
-            rejected.extend(result.rejected)
-        # fetched = every item the source delivered, whether it parsed or not
-        report.fetched = len(quotes) + len(rejected)
-        kept, invalid = validate_quotes(quotes, now=observed_at, max_staleness=settings.max_staleness,
-                                        market_cap_tolerance=settings.market_cap_tolerance)
-        rejected.extend(invalid)
+        kept, rejected, errors = _parse_outcome(outcome, report, observed_at, settings)
         report.rejected = len(rejected)
         for r in rejected:
             report.reasons[r.reason] = report.reasons.get(r.reason, 0) + 1
@@ -112,13 +206,28 @@ def process(outcomes: Sequence[SourceOutcome], *, observed_at: datetime, setting
             report.error = "; ".join(errors)[:1000]
             run.errors.append(report.error)
         run.rejections.extend(rejected)
+        if books is not None:
+            if outcome.push:
+                books.update(outcome.source, kept)
+                kept = books.fresh(outcome.source, observed_at, settings.max_staleness)
+            elif outcome.error is None:
+                books.replace(outcome.source, kept)
+            else:
+                books.drop(outcome.source)
         valid.extend(kept)
         if rejected:
             logger.warning("%s: %d item(s) rejected, e.g. %s", outcome.source, len(rejected), rejected[0])
+    if books is not None:
+        for source in sorted(set(books.books) - set(run.sources)):
+            reused = books.fresh(source, observed_at, settings.max_staleness)
+            if reused:
+                run.sources[source] = SourceReport(source, reused=len(reused))
+                valid.extend(reused)
     snapshots = reconcile(valid, observed_at=observed_at, trust=settings.trust_of,
                           max_staleness=settings.max_staleness,
-                          disagreement_tolerance=settings.disagreement_tolerance, previous=previous)
-    snapshots = keep_known_ids(snapshots, known_ids or {})
+                          disagreement_tolerance=settings.disagreement_tolerance, previous=previous,
+                          namespaces=spaces)
+    snapshots = keep_known_ids(snapshots, known_ids or {}, spaces)
     for s in snapshots:
         for used in s.sources_used:
             run.sources[used].used += 1
@@ -128,60 +237,106 @@ def process(outcomes: Sequence[SourceOutcome], *, observed_at: datetime, setting
     return snapshots, run
 
 
-class Collector:
-    """Runs cycles: fetch every source concurrently, process, publish, record the run."""
+# --- the collector -------------------------------------------------------------------------------------
 
-    def __init__(self, settings: Settings, sources: Sequence[Source], publisher: Publisher,
-                 engine: sa.Engine | None, *, page_sink: PageSink | None = None) -> None:
+
+class Collector:
+    """Runs cycles: fetch the due sources concurrently, take pushed frames, process, publish, record.
+
+    ``intervals``: seconds between fetches per source (default: every cycle). ``state`` answers previous
+    prices and known ids, ``runs`` keeps each cycle's report (both default to :class:`NoState`).
+    """
+
+    def __init__(self, settings: Settings, sources: Sequence[Source], publisher: Publisher, *,
+                 state: MarketState | None = None, runs: RunLog | None = None,
+                 page_sink: PageSink | None = None, intervals: Mapping[str, float] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.sources = list(sources)
         self.publisher = publisher
-        self.engine = engine
+        self.state: MarketState = state if state is not None else NoState()
+        self.runs: RunLog = runs if runs is not None else NoState()
         self.page_sink = page_sink
-        self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.sources)), thread_name_prefix="source")
+        self.intervals = dict(intervals or {})
+        self.books = QuoteBooks()
+        self._clock = clock
+        self._next_due: dict[str, float] = {}
+        self._namespaces = registry_namespaces()
+        pulled = [s for s in self.sources if not isinstance(s, PushSource)]
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(pulled)), thread_name_prefix="source")
+        self._started = False
+
+    def start(self) -> None:
+        """Open the push sources' connections."""
+        for source in self.sources:
+            if isinstance(source, PushSource):
+                source.start()
+        self._started = True
 
     def close(self) -> None:
+        if self._started:
+            for source in self.sources:
+                if isinstance(source, PushSource):
+                    try:
+                        source.stop()
+                    except Exception:  # noqa: BLE001 - stopping one feed must not keep the others open
+                        logger.exception("%s: error while stopping", source.name)
+            self._started = False
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _known(self) -> tuple[dict[str, float], dict[str, str]]:
-        """Previous consensus prices and known coin ids; empty when the database cannot say."""
-        if self.engine is None:
-            return {}, {}
-        try:
-            return previous_prices(self.engine), known_coin_ids(self.engine)
-        except StoreError as exc:
-            logger.warning("previous consensus unavailable (%s): disagreements are settled without it", exc)
-            return {}, {}
+    def due(self) -> list[PullSource]:
+        """The pull sources to fetch now; marks them fetched (a failure waits for the next due time too,
+        so a rate-limited source is not asked again before its interval)."""
+        now = self._clock()
+        # Half a cycle of slack: a source due in 299.9 s goes with the cycle at 300 s, not the next one.
+        slack = self.settings.interval / 2
+        out: list[PullSource] = []
+        for source in self.sources:
+            if isinstance(source, PushSource):
+                continue
+            if now >= self._next_due.get(source.name, 0.0) - slack:
+                self._next_due[source.name] = now + self.intervals.get(source.name, self.settings.interval)
+                out.append(source)
+        return out
 
     def run_cycle(self) -> RunReport:
         observed_at = cycle_time()
-        outcomes = list(self._pool.map(fetch_source, self.sources))
+        outcomes = list(self._pool.map(fetch_source, self.due()))
+        outcomes += [take_frames(s) for s in self.sources if isinstance(s, PushSource)]
         if self.page_sink is not None:
             for outcome in outcomes:
                 for page in outcome.pages:
                     self.page_sink(page, observed_at)
         return self.publish(outcomes, observed_at)
 
+    def _known(self) -> tuple[dict[str, float], KnownIds]:
+        """Previous consensus prices and known coin ids; empty when the store cannot say."""
+        try:
+            return self.state.previous_prices(), self.state.known_ids()
+        except StoreError as exc:
+            logger.warning("previous consensus unavailable (%s): disagreements are settled without it", exc)
+            return {}, {}
+
     def publish(self, outcomes: Sequence[SourceOutcome], observed_at: datetime) -> RunReport:
         previous, known_ids = self._known()
-        snapshots, run = process(outcomes, observed_at=observed_at, settings=self.settings,
-                                 previous=previous, known_ids=known_ids)
+        snapshots, run = process(outcomes, observed_at=observed_at, settings=self.settings, previous=previous,
+                                 known_ids=known_ids, books=self.books, namespaces=self._namespaces)
         if snapshots:
             self.publisher.publish(snapshots)
             run.published = len(snapshots)
-        run.finished_at = datetime.now(UTC)
+        run.finished_at = utc_now()
         metrics.observe_run(run)
-        if self.engine is not None:
-            try:
-                record_run(self.engine, run)
-            except StoreError as exc:
-                logger.error("cycle done but not recorded in pipeline_runs: %s", exc)
+        try:
+            self.runs.record_run(run)
+        except StoreError as exc:
+            logger.error("cycle done but not recorded in pipeline_runs: %s", exc)
         log_cycle(run)
         return run
 
 
 def log_cycle(run: RunReport) -> None:
-    parts = [f"{name} {r.fetched - r.rejected}/{r.fetched}" + (" ERROR" if r.error else "")
+    parts = [f"{name} {r.reused} reused" if r.reused else
+             f"{name} {r.fetched - r.rejected}/{r.fetched}" + (" ERROR" if r.error else "")
              for name, r in run.sources.items()]
     seconds = (run.finished_at - run.started_at).total_seconds() if run.finished_at else 0.0
     logger.info("cycle %s: %d coins published in %.1fs (%s)", run.status, run.published, seconds,

@@ -26,8 +26,7 @@ from cryptoviz import metrics
 from cryptoviz.bus.base import Batch, Consumer
 from cryptoviz.errors import StoreError
 from cryptoviz.gcpause import paused_gc
-from cryptoviz.store.runs import record_dead_letters
-from cryptoviz.store.writer import SnapshotWriter
+from cryptoviz.store.sink import DeadLetterSink, Sink
 
 logger = logging.getLogger(__name__)
 
@@ -52,16 +51,19 @@ class _Stopped(Exception):
 class _StoreStage:
     """Writes and acknowledges one batch at a time on its own thread."""
 
-    def __init__(self, consumer: Consumer, writer: SnapshotWriter, stop: threading.Event, *, drain: bool,
-                 drain_timeout: float, on_write: Callable[[int], None] | None,
-                 on_commit: Callable[[Batch], None] | None, stats: WriterStats) -> None:
-        self.consumer, self.writer, self.stop = consumer, writer, stop
+    def __init__(self, consumer: Consumer, sink: Sink, dead_letters: DeadLetterSink | None,
+                 stop: threading.Event, *, drain: bool, drain_timeout: float,
+                 on_write: Callable[[int], None] | None, on_commit: Callable[[Batch], None] | None,
+                 stats: WriterStats) -> None:
+        self.consumer, self.sink, self.dead_letters, self.stop = consumer, sink, dead_letters, stop
         self.drain, self.drain_timeout = drain, drain_timeout
         self.on_write, self.on_commit, self.stats = on_write, on_commit, stats
 
     def _write(self, batch: Batch) -> None:
-        self.writer.write(batch.snapshots)
-        record_dead_letters(self.writer.engine, batch.dead_letters, datetime.now(UTC))
+        if batch.snapshots:
+            self.sink.write(batch.snapshots)
+        if batch.dead_letters and self.dead_letters is not None:
+            self.dead_letters.record(batch.dead_letters, datetime.now(UTC))
 
     def store(self, batch: Batch) -> int:
         started = time.perf_counter()
@@ -112,8 +114,9 @@ class _StoreStage:
         return n
 
 
-def run_writer(consumer: Consumer, writer: SnapshotWriter, stop: threading.Event, *, batch_size: int,
-               batch_timeout: float, on_write: Callable[[int], None] | None = None, drain: bool = True,
+def run_writer(consumer: Consumer, sink: Sink, stop: threading.Event, *, batch_size: int,
+               batch_timeout: float, dead_letters: DeadLetterSink | None = None,
+               on_write: Callable[[int], None] | None = None, drain: bool = True,
                drain_timeout: float = 30.0, on_commit: Callable[[Batch], None] | None = None,
                stats: WriterStats | None = None) -> int:
     """Consume batches and store each in one transaction; acknowledge only after it committed.
@@ -123,7 +126,7 @@ def run_writer(consumer: Consumer, writer: SnapshotWriter, stop: threading.Event
     as soon as ``stop`` is set, leaving what is not written unacknowledged.
     """
     stats = stats if stats is not None else WriterStats()
-    stage = _StoreStage(consumer, writer, stop, drain=drain, drain_timeout=drain_timeout, on_write=on_write,
+    stage = _StoreStage(consumer, sink, dead_letters, stop, drain=drain, drain_timeout=drain_timeout, on_write=on_write,
                         on_commit=on_commit, stats=stats)
     stored = 0
     pending: Future[int] | None = None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, timedelta
@@ -25,14 +24,14 @@ from cryptoviz.api.app import create_app
 from cryptoviz.api.server import ServerHandle, serve_in_thread
 from cryptoviz.config import Settings, load_settings
 from cryptoviz.models import CoinSnapshot, SourceValue
-from cryptoviz.runtime import run_embedded
+from cryptoviz.runtime import Pipeline
 from cryptoviz.simulator import Simulator, start_simulator
 from cryptoviz.sources.http import HttpClient
 from cryptoviz.sources.registry import build_sources
 from cryptoviz.store import migrate
 from cryptoviz.store.engine import make_engine
+from cryptoviz.store.sink import open_sink
 from cryptoviz.store.tables import currencies, currency_data
-from cryptoviz.store.writer import SnapshotWriter
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -70,9 +69,10 @@ class Market:
         for source in sources:
             # The public APIs' request budgets do not apply to the local simulator: one cycle a second.
             self.http.set_rate_limit(source.name, 6000, 100)
-        cycles, stored = run_embedded(self.settings, self.engine, sources, threading.Event(), max_cycles=n)
+        with Pipeline(self.settings, engine=self.engine, sources=sources) as pipeline:
+            cycles = pipeline.run(max_cycles=n)
         assert cycles == n
-        return stored
+        return pipeline.stored
 
 
 @pytest.fixture
@@ -205,7 +205,7 @@ def test_dashboard_shows_the_market_and_updates_live(market: Market, server: Ser
 
             # One more observation with a known price: the table cell and the chart follow.
             new = next_observation(market.engine, "bitcoin", 1.002)
-            SnapshotWriter(market.engine).write([new])
+            open_sink(market.engine).write([new])
             expected = f"${new.price:,.2f}"
             cell = page.locator("[data-testid=coin-row][data-id=bitcoin] [data-testid=price]")
             page.wait_for_function(
@@ -238,7 +238,7 @@ def test_dashboard_passes_the_token_to_its_requests_and_stream(tmp_path: Path) -
     url = f"sqlite:///{tmp_path / 'token.db'}"
     migrate.upgrade(url)
     engine = make_engine(url)
-    SnapshotWriter(engine).write([snapshot(coin, price=p, minutes=m, symbol=coin[:3].upper())
+    open_sink(engine).write([snapshot(coin, price=p, minutes=m, symbol=coin[:3].upper())
                                   for m in range(3) for coin, p in (("bitcoin", 100.0 + m), ("ethereum", 10.0))])
     token = "t0ken/with+odd=chars"
     settings = load_settings(database_url=url, api_token=token)
@@ -257,7 +257,7 @@ def test_dashboard_passes_the_token_to_its_requests_and_stream(tmp_path: Path) -
                                        " return c && c.data && c.data.length >= 2; })()")
                 assert "token" not in page.url and "coin=ethereum" in page.url  # kept for the tab, not in the bar
                 # A new observation arrives through the authenticated stream.
-                SnapshotWriter(engine).write([snapshot("bitcoin", price=123.25, minutes=5)])
+                open_sink(engine).write([snapshot("bitcoin", price=123.25, minutes=5)])
                 page.wait_for_function("document.querySelector("
                                        "'[data-testid=coin-row][data-id=bitcoin] [data-testid=price]')"
                                        ".textContent === '$123.25'")

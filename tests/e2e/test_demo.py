@@ -33,6 +33,11 @@ def test_demo_fills_the_database(tmp_path: Path) -> None:
         )).scalar_one()
         sources = {r[0] for r in conn.execute(sa.text("SELECT DISTINCT source FROM source_quotes"))}
         runs = conn.execute(sa.text("SELECT count(*) FROM pipeline_runs")).scalar_one()
+        # CoinPaprika has no slug and ids of its own: it joins the others' coins by name and symbol
+        joined = conn.execute(sa.text(
+            "SELECT count(*) FROM currency_data WHERE sources LIKE '%coinpaprika%' AND n_sources = 3")).scalar_one()
+        paprika_alone = conn.execute(sa.text(
+            "SELECT count(*) FROM currencies WHERE id LIKE 'coinpaprika:%'")).scalar_one()
         rejected = conn.execute(sa.text("SELECT count(*) FROM quote_rejections")).scalar_one()
         # The simulator's outlier: one source reports ethereum 10x off from its third cycle on.
         eth_price = conn.execute(sa.text(
@@ -44,11 +49,12 @@ def test_demo_fills_the_database(tmp_path: Path) -> None:
     assert coins >= 100
     assert current == (coins, coins)
     assert min_history >= 2
-    assert sources == {"coingecko", "coinmarketcap"}
+    assert sources == {"coingecko", "coinmarketcap", "coinpaprika"}
+    assert joined >= 150 and paprika_alone == 0
     assert runs >= 3
     assert rejected > 0  # the simulator's malformed items were rejected with reasons, the rest kept
     prices = {source: (price, bool(used)) for source, price, used in eth_quotes}
-    assert len(prices) == 2
+    assert len(prices) == 3
     low = min(p for p, _ in prices.values())
     high = max(p for p, _ in prices.values())
     assert high > 5 * low, prices  # the outlier is there, in source_quotes...

@@ -44,7 +44,7 @@ from cryptoviz.models import (
     decode_snapshot,
     encode_snapshot,
 )
-from cryptoviz.sources import coingecko, coingecko_html, coinmarketcap, coinmarketcap_html, numbers
+from cryptoviz.sources import coingecko, coingecko_html, coinmarketcap, coinmarketcap_html, coinpaprika, numbers
 
 pytestmark = pytest.mark.fuzz
 
@@ -390,12 +390,15 @@ def read_json(path: Path, keep: int | None = None) -> Any:
 
 CG = FIXTURES / "coingecko"
 CMC = FIXTURES / "coinmarketcap"
+CP = FIXTURES / "coinpaprika"
 COINGECKO_DOCS = [read_json(CG / "markets-usd-page1.json", 4), read_json(CG / "error-429.json"),
                   read_json(CG / "error-invalid-key.json"), read_json(CG / "error-vs-currency.json"),
                   {"error": {"status": {"error_code": 10002, "error_message": "Missing API key"}}}]
 CMC_DOCS = [read_json(CMC / "listings-latest-newer.json", 4), read_json(CMC / "listings-latest-older.json", 4),
             read_json(CMC / "listings-latest-2021-04-20.json", 4), read_json(CMC / "error-1001.json"),
             read_json(CMC / "error-1008.json"), read_json(CMC / "error-1009.json")]
+PAPRIKA_DOCS = [read_json(CP / "tickers-usd.json", 4), read_json(CP / "error-429.json"),
+                read_json(CP / "error-402.json"), read_json(CP / "error-400.json"), read_json(CP / "error-404.json")]
 
 # What the page parsers read; everything else (Tailwind and styled-components classes, data-*, styles)
 # is dropped from the seed pages to keep them small.
@@ -486,7 +489,7 @@ def _snapshot(n: int) -> CoinSnapshot:
 
 
 MESSAGES = [orjson.loads(encode_snapshot(_snapshot(n))) for n in range(2)]
-PATHS = {id(doc): paths_of(doc) for doc in [*COINGECKO_DOCS, *CMC_DOCS, *MESSAGES]}
+PATHS = {id(doc): paths_of(doc) for doc in [*COINGECKO_DOCS, *CMC_DOCS, *PAPRIKA_DOCS, *MESSAGES]}
 
 
 # --- the properties ---------------------------------------------------------------------------------
@@ -533,6 +536,14 @@ def test_coinmarketcap_parse_listings(seed: int) -> None:
     fuzz = Fuzzer(seed)
     body = fuzz.json_body(CMC_DOCS, COINGECKO_DOCS)
     parse_or_fail_cleanly(coinmarketcap.parse_listings, body, fuzz.rng.choice(CURRENCIES), "coinmarketcap")
+
+
+@FUZZ
+@given(seed=SEEDS)
+def test_coinpaprika_parse_tickers(seed: int) -> None:
+    fuzz = Fuzzer(seed)
+    body = fuzz.json_body(PAPRIKA_DOCS, COINGECKO_DOCS)
+    parse_or_fail_cleanly(coinpaprika.parse_tickers, body, fuzz.rng.choice(CURRENCIES), "coinpaprika")
 
 
 @FUZZ
@@ -603,6 +614,7 @@ def test_the_seed_inputs_still_parse() -> None:
     """The trimmed seeds are still what the parsers expect (else the fuzzing would stay on the surface)."""
     assert len(coingecko.parse_markets(dump(COINGECKO_DOCS[0]).encode(), COLLECTED, "usd").quotes) == 4
     assert len(coinmarketcap.parse_listings(dump(CMC_DOCS[0]).encode(), COLLECTED, "usd").quotes) == 3
+    assert len(coinpaprika.parse_tickers(dump(PAPRIKA_DOCS[0]).encode(), COLLECTED, "usd").quotes) == 4
     assert len(coingecko_html.parse_page(COINGECKO_PAGES[0], COLLECTED, "usd").quotes) == 3
     assert len(coingecko_html.parse_page(COINGECKO_PAGES[1], COLLECTED, "eur").quotes) == 3
     assert len(coinmarketcap_html.parse_page(CMC_PAGES[0], COLLECTED, "usd").quotes) == 3

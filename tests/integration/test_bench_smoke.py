@@ -14,8 +14,9 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
-REQUIRED = ("sink.ratio", "sink.rows_per_s", "sink.copy_rows_per_s", "reconcile.quotes_per_s", "latency.p50_ms",
-            "latency.p99_ms", "memory.peak_rss_mb", "embedded.rows_per_s", "machine")
+REQUIRED = ("sink.ratio", "sink.rows_per_s", "sink.copy_rows_per_s", "sink.table_ratio", "sink.table_rows_per_s",
+            "sink.same_rows_copy_rows_per_s", "reconcile.quotes_per_s", "latency.p50_ms", "latency.p99_ms",
+            "memory.peak_rss_mb", "embedded.rows_per_s", "machine")
 
 
 def test_smoke_benchmarks_report_every_figure(kafka_bootstrap: str, pg_url: str, tmp_path: Path) -> None:
@@ -35,4 +36,8 @@ def test_smoke_benchmarks_report_every_figure(kafka_bootstrap: str, pg_url: str,
     for key in REQUIRED[:-1]:
         value = printed[key]
         assert isinstance(value, int | float) and value > 0, (key, value)
+    # the same-rows baseline copies exactly the rows the writer stored: per snapshot a history row and its two
+    # source values, per coin a currencies row and a current row
+    snapshots, coins = printed["sink.snapshots"], printed["sink.coins"]
+    assert printed["sink.table_rows"] == 3 * snapshots + 2 * coins
     assert "[bench" in done.stderr and "[bench" not in done.stdout  # progress on stderr, JSON alone on stdout

@@ -269,6 +269,9 @@ def _plain(url: str) -> str:
     return re.sub(r"^postgresql\+\w+://", "postgresql://", url)
 
 
+DEMO_SOURCES = ["coingecko", "coinmarketcap", "coinpaprika"]  # what `cryptoviz demo` collects
+
+
 def as_reader(url: str) -> str:
     return re.sub(r"^(postgresql(?:\+\w+)?://)[^@/]*@", rf"\g<1>{READER_USER}:{READER_PASSWORD}@", url)
 
@@ -491,9 +494,9 @@ def test_candles_are_consistent(run_panel: Callable[[str, str, str], Result]) ->
 
 def test_each_source_beside_the_consensus(run_panel: Callable[[str, str, str], Result]) -> None:
     assert set(run_panel("coin-detail", "Price per source and consensus", "A").column("metric")) == \
-        {"coingecko", "coinmarketcap"}
+        {"coingecko", "coinmarketcap", "coinpaprika"}
     quotes = run_panel("coin-detail", "Latest quote per source", "A")
-    assert sorted(quotes.column("source")) == ["coingecko", "coinmarketcap"]
+    assert sorted(quotes.column("source")) == DEMO_SOURCES
     assert all(abs(d) < 5 for d in quotes.column("deviation_pct") if d is not None)
 
 
@@ -517,10 +520,10 @@ def test_rejections_and_dead_letters_show(loaded: Loaded, run_panel: Callable[[s
 
 def test_missing_sources_come_from_rejected_items(run_panel: Callable[[str, str, str], Result]) -> None:
     freshness = run_panel("data-quality", "Source freshness", "A")
-    assert sorted(freshness.column("source")) == ["coingecko", "coinmarketcap"]
+    assert sorted(freshness.column("source")) == DEMO_SOURCES
     assert set(freshness.column("state")) == {"ok"}
     missing = run_panel("data-quality", "Coins missing a source (latest observation)", "A")
-    assert set(missing.column("missing_source")) <= {"coingecko", "coinmarketcap"}
+    assert set(missing.column("missing_source")) <= set(DEMO_SOURCES)
     assert all(present and missing_source not in present
                for missing_source, present in zip(missing.column("missing_source"),
                                                   missing.column("present_sources"), strict=True))
@@ -537,7 +540,7 @@ def test_failing_source_and_open_breaker_show(run_panel: Callable[[str, str, str
     recent = run_panel("pipeline-health", "Recent source errors", "A")
     assert ("coinmarketcap", "open") in [(s, b) for _t, s, b, _e in recent.rows]
     latest = run_panel("pipeline-health", "Latest cycle per source", "A")
-    assert sorted(latest.column("source")) == ["coingecko", "coinmarketcap"]  # the demo's last cycle
+    assert sorted(latest.column("source")) == DEMO_SOURCES  # the demo's last cycle
 
 
 def test_records_per_minute_add_up_to_the_history_rows(

@@ -20,8 +20,8 @@ from cryptoviz.errors import StoreError
 from cryptoviz.models import CoinSnapshot, SourceValue
 from cryptoviz.store import migrate, pg_copy
 from cryptoviz.store.engine import make_engine
+from cryptoviz.store.sink import Sink, WriteResult, open_sink
 from cryptoviz.store.tables import currencies, currency_data, currency_data_history, source_quotes
-from cryptoviz.store.writer import SnapshotWriter, WriteResult
 from tests.factories import T0, snapshot
 
 pytestmark = pytest.mark.integration
@@ -39,13 +39,13 @@ EVIL_NAMES = [
 
 
 @pytest.fixture
-def pair(pg_database: str, tmp_path: Path) -> Iterator[tuple[SnapshotWriter, SnapshotWriter]]:
+def pair(pg_database: str, tmp_path: Path) -> Iterator[tuple[Sink, Sink]]:
     """(PostgreSQL writer, SQLite writer), both on fresh databases at the latest schema."""
     migrate.upgrade(pg_database)
     sqlite_url = f"sqlite:///{tmp_path / 'reference.db'}"
     migrate.upgrade(sqlite_url)
     pg, lite = make_engine(pg_database), make_engine(sqlite_url)
-    yield SnapshotWriter(pg), SnapshotWriter(lite)
+    yield open_sink(pg), open_sink(lite)
     pg.dispose()
     lite.dispose()
 
@@ -66,7 +66,7 @@ def _rows(engine: sa.Engine) -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
-def write_both(pair: tuple[SnapshotWriter, SnapshotWriter], batch: list[CoinSnapshot]) -> WriteResult:
+def write_both(pair: tuple[Sink, Sink], batch: list[CoinSnapshot]) -> WriteResult:
     pg, lite = pair
     got, expected = pg.write(batch), lite.write(batch)
     assert got == expected

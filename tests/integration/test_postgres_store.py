@@ -8,8 +8,8 @@ import sqlalchemy as sa
 
 from cryptoviz.store import migrate
 from cryptoviz.store.engine import make_engine
+from cryptoviz.store.sink import open_sink
 from cryptoviz.store.tables import metadata
-from cryptoviz.store.writer import SnapshotWriter
 from tests.factories import snapshot
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,7 @@ def test_batches_are_idempotent_and_keep_the_latest_current_value(pg_database: s
     migrate.upgrade(pg_database)
     engine = make_engine(pg_database)
     request.addfinalizer(engine.dispose)
-    writer = SnapshotWriter(engine)
+    writer = open_sink(engine)
     batch = [snapshot(f"coin-{i}", price=float(i + 1), minutes=m) for i in range(300) for m in range(3)]
     result = writer.write(batch)
     assert result.history_inserted == 900
@@ -57,7 +57,7 @@ def test_sql_in_names_is_stored_verbatim(pg_database: str) -> None:
     migrate.upgrade(pg_database)
     engine = make_engine(pg_database)
     evil = "'); DROP TABLE currencies;--"
-    SnapshotWriter(engine).write([snapshot("evil", name=evil)])
+    open_sink(engine).write([snapshot("evil", name=evil)])
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT name FROM currencies")).scalar_one() == evil
     engine.dispose()
@@ -66,7 +66,7 @@ def test_sql_in_names_is_stored_verbatim(pg_database: str) -> None:
 def test_reader_role_can_select_but_not_write(pg_database: str) -> None:
     migrate.upgrade(pg_database)
     engine = make_engine(pg_database)
-    SnapshotWriter(engine).write([snapshot("bitcoin")])
+    open_sink(engine).write([snapshot("bitcoin")])
     engine.dispose()
     url = pg_database.replace("postgresql+psycopg://", "postgresql://")
     reader = url.replace("cryptoviz:cryptoviz@", "cryptoviz_reader:cryptoviz_reader@")

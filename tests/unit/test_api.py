@@ -1,6 +1,6 @@
 """The REST API, the SSE stream and the metrics, served by a real uvicorn server over a real SQLite file.
 
-The database is filled through the real writer (``SnapshotWriter``) and ``record_run``; requests go
+The database is filled through the real sink (``open_sink``) and ``record_run``; requests go
 over HTTP with httpx.
 """
 
@@ -22,8 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from cryptoviz import metrics
-from cryptoviz.api import app as app_module
 from cryptoviz.api.app import create_app, parse_interval
+from cryptoviz.api.routers import coins as coins_router
 from cryptoviz.api.server import ServerHandle, serve_in_thread
 from cryptoviz.config import Settings
 from cryptoviz.errors import CryptoVizError
@@ -31,7 +31,7 @@ from cryptoviz.models import CoinSnapshot, SourceValue
 from cryptoviz.store import migrate
 from cryptoviz.store.engine import make_engine
 from cryptoviz.store.runs import RunReport, SourceReport, record_run
-from cryptoviz.store.writer import SnapshotWriter
+from cryptoviz.store.sink import open_sink
 
 T0 = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)  # aligned on 5 minutes and on the hour
 CYCLES = 7
@@ -106,7 +106,7 @@ def runs() -> list[RunReport]:
 def build_database(url: str) -> None:
     migrate.upgrade(url)
     engine = make_engine(url)
-    writer = SnapshotWriter(engine)
+    writer = open_sink(engine)
     for k in range(CYCLES):  # one batch per cycle, as the pipeline writes them
         writer.write([snap(c, k) for c in COINS])
     for run in runs():
@@ -239,8 +239,8 @@ def test_bad_parameters_are_named(api: httpx.Client, path: str, params: dict[str
 
 
 def test_too_many_points_or_candles_ask_for_an_interval(api: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app_module, "MAX_POINTS", 6)
-    monkeypatch.setattr(app_module, "MAX_CANDLES", 3)
+    monkeypatch.setattr(coins_router, "MAX_POINTS", 6)
+    monkeypatch.setattr(coins_router, "MAX_CANDLES", 3)
     for params in ({}, {"interval": "1m"}):
         response = api.get("/api/coins/bitcoin/history", params={**WINDOW, **params})
         assert response.status_code == 422
@@ -344,7 +344,7 @@ def test_history_defaults_to_the_last_24_hours(tmp_path: Path) -> None:
     migrate.upgrade(url)
     engine = make_engine(url)
     now = datetime.now(UTC).replace(microsecond=0)
-    SnapshotWriter(engine).write([snap(COINS[0], 0, at=now - timedelta(hours=30), price=1.0),
+    open_sink(engine).write([snap(COINS[0], 0, at=now - timedelta(hours=30), price=1.0),
                                   snap(COINS[0], 0, at=now - timedelta(hours=1), price=2.0)])
     try:
         for served in serve(engine):
@@ -410,6 +410,57 @@ def test_database_down_is_503(tmp_path: Path) -> None:
     finally:
         engine.dispose()
 
+
+@pytest.mark.parametrize("path", ["/api/coins", "/api/coins/bitcoin", "/api/coins/bitcoin/history", "/api/sources"])
+def test_a_failing_database_is_503_on_every_read(tmp_path: Path, shared_engine: sa.Engine, path: str) -> None:
+    broken = sa.create_engine(f"sqlite:///{tmp_path / 'no-such-dir' / 'x.db'}")
+    try:
+        # Two applications in one process: each route reads its own application's engine.
+        for down in serve(broken):
+            for up in serve(shared_engine):
+                response = down.http.get(path)
+                assert response.status_code == 503
+                assert response.json() == {"error": "database unavailable",
+                                           "detail": "the database query failed (OperationalError)"}
+                assert up.http.get(path).status_code == 200
+    finally:
+        broken.dispose()
+
+
+def test_a_failing_database_is_an_error_event_on_the_stream(tmp_path: Path) -> None:
+    broken = sa.create_engine(f"sqlite:///{tmp_path / 'no-such-dir' / 'x.db'}")
+    try:
+        for served in serve(broken, poll_interval=0.2):
+            with served.http.stream("GET", "/api/stream") as response:
+                assert response.status_code == 200
+                assert next(events(response)) == ("error", '{"error": "database unavailable"}')
+    finally:
+        broken.dispose()
+
+
+def test_status_command_shows_the_same_health_as_the_api(api: httpx.Client, shared_engine: sa.Engine,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    from cryptoviz import cli
+
+    console = Console(record=True, width=200)
+    monkeypatch.setattr(cli, "console", console)
+    url = shared_engine.url.render_as_string(hide_password=False)
+    result = CliRunner().invoke(cli.app, ["status", "--database-url", url])
+    assert result.exit_code == 0, result.output
+    text = console.export_text()
+    assert "last cycle: 2026-11-27 12:02:00 UTC, partial, 0 coins published, 150 fetched, 0 rejected, 3.0s" in text
+    assert "sources (last 10 cycles)" in text
+    rows = {line.split()[1]: line for line in text.splitlines() if line.split()[1:2] in (["coingecko"],
+                                                                                         ["coinmarketcap"])}
+    api_health = {s["source"]: s for s in get(api, "/api/sources", runs=10)["sources"]}
+    for name, h in api_health.items():
+        cells = [c.strip() for c in rows[name].strip("│ ").split("│")]
+        last_ok = h["last_ok"].replace("T", " ").removesuffix("Z") if h["last_ok"] else "never"
+        assert cells == [name, str(h["fetched"]), str(h["rejected"]), h["breaker"], str(h["failures_in_a_row"]),
+                         last_ok, h["last_error"] or ""]
 
 def test_metrics_show_observed_runs_and_database_counts(api: httpx.Client) -> None:
     run = RunReport(started_at=T0, finished_at=T0 + timedelta(seconds=1))
@@ -507,6 +558,33 @@ def test_token_is_required_on_api_and_metrics(secured: Served) -> None:
         assert response.status_code == 200
 
 
+def test_unauthorized_body_and_where_the_token_may_be(secured: Served) -> None:
+    http = secured.http
+    response = http.get("/api/coins")
+    assert response.json() == {"error": "unauthorized",
+                               "detail": "missing or wrong bearer token: send 'Authorization: Bearer <token>'"}
+    assert http.get("/api/stream", params={"token": "wrong"}).status_code == 401
+    # A bearer header is checked on its own: a right ?token= does not make up for a wrong header.
+    assert http.get("/api/stream", params={"token": TOKEN}, headers={"Authorization": "Bearer wrong"}
+                    ).status_code == 401
+    assert http.get("/metrics", params={"token": TOKEN}).status_code == 401
+    spec = get(http, "/openapi.json")
+    assert spec["components"]["securitySchemes"] == {"HTTPBearer": {
+        "type": "http", "scheme": "bearer", "description": "The value of CRYPTOVIZ_API_TOKEN."}}
+    assert spec["paths"]["/api/coins"]["get"]["security"] == [{"HTTPBearer": []}]
+    assert "security" not in spec["paths"]["/healthz"]["get"]
+
+
+@pytest.mark.parametrize("token", [None, ""])
+def test_without_a_token_everything_is_open_and_documented_so(shared_engine: sa.Engine, token: str | None) -> None:
+    settings = Settings(_env_file=None, api_token=None if token is None else SecretStr(token))  # type: ignore[call-arg]
+    for served in serve(shared_engine, settings):
+        for path in ("/api/coins", "/api/coins/bitcoin", "/api/sources", "/metrics"):
+            assert served.http.get(path).status_code == 200, path
+        spec = get(served.http, "/openapi.json")
+        assert "securitySchemes" not in spec.get("components", {})
+        assert all("security" not in op for item in spec["paths"].values() for op in item.values())
+
 # --- the live stream -----------------------------------------------------------------------------------------
 
 
@@ -542,7 +620,7 @@ def test_stream_sends_a_snapshot_then_keepalives_then_the_new_observation(engine
             assert next(stream) == ("comment", "keepalive")  # nothing new yet
             # A new observation, written the way the pipeline writes it (another process would do the same).
             new_at = T0 + timedelta(minutes=CYCLES)
-            SnapshotWriter(engine).write([snap(COINS[0], 0, at=new_at, price=111.5)])
+            open_sink(engine).write([snap(COINS[0], 0, at=new_at, price=111.5)])
             deadline = time.monotonic() + 10
             for name, data in stream:
                 assert time.monotonic() < deadline, "no snapshot after the write"

@@ -12,11 +12,10 @@ import pytest
 
 from cryptoviz.config import Settings
 from cryptoviz.errors import TransientSourceError
-from cryptoviz.pipeline import Scheduler, SourceOutcome, keep_known_ids, process
+from cryptoviz.pipeline import Scheduler, SourceOutcome, process
 from cryptoviz.sources.base import RawPage
 from cryptoviz.store.runs import RunReport, SourceReport
 from tests.conftest import FIXTURES
-from tests.factories import snapshot
 
 CMC_AT = datetime(2021, 4, 20, 23, 30, 9, tzinfo=UTC)
 
@@ -66,14 +65,6 @@ def test_an_error_envelope_is_a_source_error_not_an_empty_success() -> None:
     assert snapshots == []
     assert run.status == "failed"
     assert "1008" in (run.sources["coinmarketcap"].error or "")
-
-
-def test_known_ids_keep_a_coin_under_its_usual_id() -> None:
-    fallback = snapshot("cronos")
-    fallback = fallback.__class__(**{**{f: getattr(fallback, f) for f in fallback.__slots__},
-                                     "coingecko_id": None, "coinmarketcap_id": "3635"})
-    [kept] = keep_known_ids([fallback], {"3635": "crypto-com-chain"})
-    assert kept.coin_id == "crypto-com-chain"
 
 
 def _report(error: bool) -> RunReport:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import gc
 import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -9,10 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cryptoviz import reconcile as reconcile_module
 from cryptoviz.models import CoinSnapshot, SourceQuote, SourceValue
-from cryptoviz.reconcile import DISAGREEMENT, OUTLIER, identity_keys, normalise_name, reconcile
+from cryptoviz.reconcile import DISAGREEMENT, DROPPED_REASONS, OUTLIER, identity_keys, normalise_name, reconcile
+from cryptoviz.sources import registry
+from cryptoviz.sources.spec import IdNamespace
 from cryptoviz.validate import STALE
+from tests import reference_reconcile
 
 NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 MAX_STALENESS = 900.0
@@ -50,7 +53,15 @@ def cmch(price: float, **kw: Any) -> SourceQuote:
     return q("coinmarketcap-html", "1", price, **kw)
 
 
+CG_IDS = IdNamespace("coingecko", ids_are_slugs=True, canonical=True, column="coingecko_id")
+CMC_IDS = IdNamespace("coinmarketcap", column="coinmarketcap_id")
+# As the registry declares them; coinpaprika joins the others by name and symbol only (no slug, ids of its own).
+NAMESPACES = {"coingecko": CG_IDS, "coingecko-html": CG_IDS, "coinmarketcap": CMC_IDS, "coinmarketcap-html": CMC_IDS,
+              "coinpaprika": IdNamespace("coinpaprika")}
+
+
 def run(quotes: list[SourceQuote], previous: dict[str, float] | None = None, **kw: Any) -> list[CoinSnapshot]:
+    """``reconcile`` with the registry's namespaces (unless ``namespaces`` is given)."""
     kw.setdefault("trust", TRUST)
     return reconcile(quotes, observed_at=NOW, max_staleness=MAX_STALENESS, disagreement_tolerance=TOL,
                      previous=previous, **kw)
@@ -88,6 +99,12 @@ SCENARIOS = [
                  {"bitcoin": (100.0, CG_CMC * 2 / 3,
                               {"coingecko": None, "coinmarketcap": None, "coinmarketcap-html": OUTLIER})},
                  id="one-low-outlier-mad-zero"),
+    pytest.param([cg(100.0), cmc(100.0), cgh(105.1)], None,
+                 # a MAD of 0: the tolerance decides (|105.1 - 100| > 0.05 x 100), although the spread, 5.1 / 105.1,
+                 # is within it
+                 {"bitcoin": (100.0, CG_CMC * 2 / 3,
+                              {"coingecko": None, "coingecko-html": OUTLIER, "coinmarketcap": None})},
+                 id="outlier-just-past-the-tolerance"),
     pytest.param([cg(100.0), cmc(105.0, age=1000)], None,
                  {"bitcoin": (100.0, 0.8, {"coingecko": None, "coinmarketcap": STALE})},
                  id="one-stale-source"),
@@ -139,6 +156,7 @@ def test_consensus(quotes: list[SourceQuote], previous: dict[str, float] | None,
     for s in snapshots:
         assert [v.source for v in s.sources] == sorted(v.source for v in s.sources)
         assert all(v.used == (v.dropped_reason is None) for v in s.sources)
+        assert {v.dropped_reason for v in s.sources} <= {None, *DROPPED_REASONS}
 
 
 def test_single_source_confidence_is_exactly_its_trust() -> None:
@@ -289,6 +307,13 @@ IDENTITY = [
         {"foo": {"coingecko:foo", "coinmarketcap:1"}, "foo-classic": {"coinmarketcap:2"}},
         id="chain-never-joins-two-quotes-of-one-source"),
     pytest.param(
+        # coingecko-html "foo" (slug "bar") shares its id with coingecko "foo" and its slug with coingecko "bar",
+        # which cannot both be in its coin: the id, the stronger key, decides
+        [q("coingecko-html", "foo", 1.0, slug="bar", name="X", symbol="X"),
+         q("coingecko", "bar", 1.0, name="Y", symbol="Y"), q("coingecko", "foo", 1.0, name="Z", symbol="Z")],
+        {"foo": {"coingecko:foo", "coingecko-html:foo"}, "bar": {"coingecko:bar"}},
+        id="ids-join-before-slugs"),
+    pytest.param(
         [q("coingecko", "foo", 1.0, symbol="F0", name="F0"),
          q("coinmarketcap", "1", 1.0, symbol="FA", name="Foo A", slug="foo"),
          q("coinmarketcap", "2", 1.0, symbol="FB", name="Foo B", slug="foo")],
@@ -331,9 +356,15 @@ def test_identity_helpers() -> None:
     assert normalise_name("Wrapped Bitcoin (WBTC)") == "wrappedbitcoinwbtc"
     assert normalise_name("Ünï-Swap_2") == "ünïswap2"
     assert identity_keys(cmc(1.0, symbol=" btc", name="Bit Coin", slug=" Bitcoin ")) == [
-        ("cmc", "usd", "1"), ("slug", "usd", "bitcoin"), ("ns", "usd", "bitcoin", "BTC")]
-    assert identity_keys(q("coingecko", "bitcoin", 1.0, slug=None, name="!!", symbol="BTC")) == [
-        ("cg", "usd", "bitcoin"), ("slug", "usd", "bitcoin")]
+        ("id", "usd", "coinmarketcap", "1"), ("slug", "usd", "bitcoin"), ("ns", "usd", "bitcoin", "BTC")]
+    # a CoinGecko id is a slug too; a name without letters or digits is no name
+    assert identity_keys(q("coingecko-html", "Bitcoin", 1.0, slug="bitcoin", name="!!", symbol="BTC")) == [
+        ("id", "usd", "coingecko", "Bitcoin"), ("slug", "usd", "bitcoin")]
+    # a source without a namespace has its own: its ids join nothing but its own repeats
+    assert identity_keys(q("binance", "BTC", 1.0, slug=""), NAMESPACES) == [
+        ("id", "usd", "binance", "BTC"), ("ns", "usd", "bitcoin", "BTC")]
+    assert identity_keys(q("coinpaprika", "btc-bitcoin", 1.0, currency="eur"), NAMESPACES) == [
+        ("id", "eur", "coinpaprika", "btc-bitcoin"), ("ns", "eur", "bitcoin", "BTC")]
 
 
 # --- properties -------------------------------------------------------------------------------
@@ -401,88 +432,186 @@ def test_properties(specs: list[tuple[str, int, float, float, float | None, str]
     assert run(list(shuffled), previous, trust=trust) == snapshots
 
 
-# --- fast paths ---------------------------------------------------------------------------------
-# The usual input takes a one-pass grouping (_gather_fast, _snapshots_fast) and consensus shortcuts for two
-# or three agreeing sources (_snapshot2, _snapshot3); each must give exactly what the general code gives.
-
-FAST_TRUST = {"coinmarketcap": 0.9, "coingecko": 0.8, "coinmarketcap-html": 0.7, "coingecko-html": 0.6}
-KNOWN = ("coingecko", "coingecko-html", "coinmarketcap", "coinmarketcap-html")
+# --- one path for every input ---------------------------------------------------------------------
+# Every input takes the same code; the tests below check what it does with the unusual ones, and compare it
+# with tests/reference_reconcile.py (the rules written as plainly as possible) over generated inputs.
 
 
-def both_paths(quotes: list[SourceQuote], trust: Any, previous: dict[str, float] | None = None,
-               tol: float = TOL, max_staleness: float = MAX_STALENESS) -> list[CoinSnapshot]:
-    lookup = reconcile_module._trust_lookup(trust)
-    fast = reconcile_module._reconcile(quotes, NOW, lookup, max_staleness, tol, previous)
-    general = reconcile_module._reconcile(quotes, NOW, lookup, max_staleness, tol, previous, fast=False)
-    # repr, not ==: it tells -0.0 from 0.0 and 5 from 5.0, and a NaN from the walk equals no other NaN
-    assert repr(fast) == repr(general)
-    return fast
+def groups(snapshots: list[CoinSnapshot]) -> set[frozenset[str]]:
+    return {frozenset(f"{v.source}:{v.source_id}" for v in s.sources) for s in snapshots}
 
 
-def fast_groups(quotes: list[SourceQuote], trust: Any = FAST_TRUST) -> set[frozenset[tuple[str, str]]] | None:
-    coins = reconcile_module._gather_fast(quotes, NOW.timestamp(), reconcile_module._trust_lookup(trust), {},
-                                          MAX_STALENESS)
-    if coins is None:
-        return None
-    return {frozenset((r[0], r[1].source_id) for r in slots if r is not None) for slots in coins if slots}
-
-
-def general_groups(quotes: list[SourceQuote], trust: Any = FAST_TRUST) -> set[frozenset[tuple[str, str]]]:
-    groups = reconcile_module._gather(quotes, NOW.timestamp(), reconcile_module._trust_lookup(trust), {},
-                                      MAX_STALENESS)
-    return {frozenset((r[0], r[1].source_id) for r in rows) for rows in groups}
-
-
-def test_usual_input_takes_the_fast_path() -> None:
+def test_usual_input_is_grouped_by_ids_slugs_and_names() -> None:
     quotes = [q(source, "bitcoin" if source.startswith("coingecko") else "1", 100.0 + i, slug="bitcoin")
-              for i, source in enumerate(KNOWN)]
+              for i, source in enumerate(TRUST)]
     quotes += [q("coingecko", "ether", 10.0, name="Ether", symbol="ETH"),
                q("coinmarketcap", "2", 10.1, name="Ether", symbol="eth", slug="ethereum")]
-    assert fast_groups(quotes) == general_groups(quotes) == {
-        frozenset({("coingecko", "bitcoin"), ("coingecko-html", "bitcoin"), ("coinmarketcap", "1"),
-                   ("coinmarketcap-html", "1")}),
-        frozenset({("coingecko", "ether"), ("coinmarketcap", "2")})}
-    both_paths(quotes, FAST_TRUST)
+    assert groups(run(quotes)) == {
+        frozenset({"coingecko:bitcoin", "coingecko-html:bitcoin", "coinmarketcap:1", "coinmarketcap-html:1"}),
+        frozenset({"coingecko:ether", "coinmarketcap:2"})}
 
 
-@pytest.mark.parametrize("quotes", [
-    pytest.param([cg(1.0), cg(2.0, age=10)], id="repeated-source-id"),
-    pytest.param([cg(1.0), cmc(1.0, currency="eur")], id="two-currencies"),
-    pytest.param([cg(1.0), q("binance", "BTC", 1.0)], id="unknown-source"),
-    pytest.param([q("coinmarketcap", "1", 1.0, slug="weth", name="WETH", symbol="WETH"),
-                  q("coinmarketcap", "2", 1.0, slug="weth-bridged", name="WETH", symbol="WETH")],
-                 id="ambiguous-key"),
-])
-def test_unusual_input_takes_the_general_path(quotes: list[SourceQuote]) -> None:
-    assert fast_groups(quotes) is None
-    both_paths(quotes, FAST_TRUST)
-
-
-def test_fast_grouping_merges_coins_found_apart() -> None:
-    # In this order the first two quotes start two coins; the third joins both (by id and by name).
+def test_coins_found_apart_are_merged_by_a_later_quote() -> None:
+    # In memory order the first two quotes start two coins; the third joins both (by id and by name).
     quotes = [q("coinmarketcap", "7", 1.0, slug="bar", name="Bar", symbol="B"),
               q("coingecko", "foo", 1.0, name="Foo", symbol="F"),
               q("coinmarketcap-html", "7", 1.0, name="Foo", symbol="F")]
-    assert fast_groups(quotes) == general_groups(quotes) == {
-        frozenset({("coinmarketcap", "7"), ("coingecko", "foo"), ("coinmarketcap-html", "7")})}
-    # ... unless the merged coin would hold one source twice: then the general rules decide.
+    assert groups(run(quotes)) == {frozenset({"coinmarketcap:7", "coingecko:foo", "coinmarketcap-html:7"})}
+    # ... unless the merged coin would hold one source twice: ids first, then slugs, then names decide.
     quotes.append(q("coingecko", "bar", 1.0, name="Bar", symbol="B"))
-    assert fast_groups(quotes) is None
-    both_paths(quotes, FAST_TRUST)
+    assert groups(run(quotes)) == {frozenset({"coinmarketcap:7", "coinmarketcap-html:7", "coingecko:bar"}),
+                                   frozenset({"coingecko:foo"})}
 
 
 def test_coins_claiming_one_id_come_out_in_a_fixed_order() -> None:
     # A CoinGecko id that looks like a fallback id: both coins end up with it, ordered by their sources.
     quotes = [q("coingecko", "coinmarketcap:5", 1.0, name="A", symbol="A"),
               q("coinmarketcap", "5", 2.0, name="B", symbol="B")]
-    snapshots = both_paths(quotes, FAST_TRUST)
+    snapshots = run(quotes)
     assert [(s.coin_id, s.sources[0].source) for s in snapshots] == [
         ("coinmarketcap:5", "coingecko"), ("coinmarketcap:5", "coinmarketcap")]
     assert run(list(reversed(quotes))) == snapshots
 
 
-# Coins built from a few shared names, symbols and slugs, so that keys collide and chain.
-FAST_COINS = (
+def test_namespaces_default_to_the_registry() -> None:
+    quotes = [cg(100.0), cgh(100.5), cmc(101.0), q("simulator", "s1", 100.2)]
+    assert run(quotes) == run(quotes, namespaces=registry.namespaces())
+    assert identity_keys(cg(1.0)) == identity_keys(cg(1.0), registry.namespaces())
+
+
+def test_coinpaprika_joins_by_name_and_symbol() -> None:
+    quotes = [cg(100.0), cmc(101.0), q("coinpaprika", "btc-bitcoin", 102.0, name="Bitcoin", symbol="btc"),
+              q("coinpaprika", "eth-ethereum", 10.0, name="Ethereum", symbol="ETH")]
+    snapshots = run(quotes, namespaces=NAMESPACES, trust={**TRUST, "coinpaprika": 0.75})
+    assert [(s.coin_id, [v.source for v in s.sources]) for s in snapshots] == [
+        ("bitcoin", ["coingecko", "coinmarketcap", "coinpaprika"]),
+        ("coinpaprika:eth-ethereum", ["coinpaprika"])]
+    # its ids are its own: they fill no id column and never join another namespace's ids
+    assert (snapshots[0].coingecko_id, snapshots[0].coinmarketcap_id) == ("bitcoin", "1")
+    assert groups(run([q("coinpaprika", "1", 5.0, name="A", symbol="A"), q("coinmarketcap", "1", 5.0, name="B",
+                                                                          symbol="B")], namespaces=NAMESPACES)) == {
+        frozenset({"coinpaprika:1"}), frozenset({"coinmarketcap:1"})}
+
+
+@pytest.mark.parametrize("fourth", ["coinpaprika", "binance"])
+def test_a_source_outside_the_namespaces_is_grouped_like_any_other(fourth: str) -> None:
+    """A source missing from the namespaces (binance) is grouped by the same code, with the same result, as
+    one with a namespace of its own (coinpaprika)."""
+    quotes = []
+    for i in range(50):
+        quotes += [q("coingecko", f"coin-{i}", 1.0 + i, name=f"Coin {i}", symbol=f"C{i}"),
+                   q("coinmarketcap", str(i), 1.0 + i, name=f"Coin {i}", symbol=f"C{i}", slug=f"coin-{i}"),
+                   q("coingecko-html", f"coin-{i}", 1.0 + i, name=f"Coin {i}", symbol=f"C{i}"),
+                   q(fourth, f"c{i}-coin-{i}", 1.0 + i, name=f"coin {i}", symbol=f"c{i}")]
+    snapshots = run(quotes, namespaces=NAMESPACES, trust={**TRUST, fourth: 0.75})
+    assert [s.coin_id for s in snapshots] == sorted(f"coin-{i}" for i in range(50))
+    assert {len(s.sources) for s in snapshots} == {4}
+    assert {v.source_id for s in snapshots for v in s.sources if v.source == fourth} == {
+        f"c{i}-coin-{i}" for i in range(50)}
+    assert all(s.confidence > 0.9 for s in snapshots)
+
+
+def test_four_equal_sources_give_the_midpoint_of_the_middle_two() -> None:
+    quotes = [cg(100.0), cgh(101.0), cmc(102.0), cmch(103.0)]
+    [snap] = run(quotes, trust=lambda source: 0.7)
+    assert snap.price == 101.5
+    assert snap.sources_used == ("coingecko", "coingecko-html", "coinmarketcap", "coinmarketcap-html")
+    # three equal sources: the middle one; five, with a fifth source of another namespace: the middle one
+    assert run(quotes[:3], trust=lambda source: 0.7)[0].price == 101.0
+    paprika = q("coinpaprika", "btc-bitcoin", 104.0)
+    assert run([*quotes, paprika], trust=lambda source: 0.7, namespaces=NAMESPACES)[0].price == 102.0
+
+
+def test_weights_within_a_rounding_error_of_half_give_the_midpoint() -> None:
+    near = 0.6 * (1 + 1e-13)
+    assert run([cg(100.0), cmc(102.0)], trust={"coingecko": 0.6, "coinmarketcap": near})[0].price == 101.0
+    apart = 0.6 * (1 + 1e-10)
+    assert run([cg(100.0), cmc(102.0)], trust={"coingecko": 0.6, "coinmarketcap": apart})[0].price == 102.0
+    assert run([cg(100.0), cmc(102.0)], trust={"coingecko": apart, "coinmarketcap": 0.6})[0].price == 100.0
+
+
+def test_ids_come_from_the_source_named_like_its_namespace() -> None:
+    # "exchange" is the namespace's own source: its id is taken before "dex"'s, although "dex" sorts first
+    exchange = IdNamespace("exchange", ids_are_slugs=True, canonical=True, column="coinmarketcap_id")
+    namespaces = {**NAMESPACES, "dex": exchange, "exchange": exchange}
+    quotes = [q("dex", "Bitcoin", 100.0), q("exchange", "bitcoin", 100.0), cmc(100.0)]
+    [snap] = run(quotes, namespaces=namespaces)
+    assert (snap.coin_id, snap.coingecko_id, snap.coinmarketcap_id) == ("bitcoin", None, "1")  # by namespace name
+    [snap] = run([*quotes, cgh(100.0)], namespaces=namespaces)
+    assert (snap.coin_id, snap.coingecko_id) == ("bitcoin", "bitcoin")  # coingecko before exchange
+    [snap] = run(quotes[:1], namespaces=namespaces)
+    assert (snap.coin_id, snap.coinmarketcap_id) == ("Bitcoin", "Bitcoin")
+
+
+def test_nan_caps_count_as_missing_and_nan_trust_as_zero() -> None:
+    [snap] = run([cg(100.0, market_cap=math.nan, volume_24h=5.0), cmc(100.0, market_cap=7.0, volume_24h=math.nan)],
+                 trust={"coingecko": math.nan, "coinmarketcap": 2.0})
+    assert (snap.market_cap, snap.volume_24h, snap.confidence) == (7.0, 5.0, 1.0)
+    assert [(v.market_cap, v.volume_24h) for v in snap.sources] == [(None, 5.0), (7.0, None)]
+
+
+def test_same_time_duplicates_are_settled_whatever_the_order() -> None:
+    a = cmc(100.0, market_cap=1.0)
+    b = cmc(100.0, market_cap=2.0)
+    assert repr(run([a, b])) == repr(run([b, a])) == repr(run([replace(b), replace(a)]))
+
+
+# --- the reference implementation -----------------------------------------------------------------
+
+# Sources: both namespaces of the registry, one joined by name and symbol only, two without a namespace,
+# and a namespace whose own source does not sort first.
+EXCHANGE = IdNamespace("exchange", ids_are_slugs=True, canonical=True, column="coingecko_id")
+ORACLE_NAMESPACES = {**NAMESPACES, "dex": EXCHANGE, "exchange": EXCHANGE}
+ALL_SOURCES = (*TRUST, "coinpaprika", "simulator", "binance", "dex", "exchange")
+# (coingecko id, coinmarketcap id, name, symbol, slug): few values, so that keys collide, chain and go ambiguous
+coin_specs = st.tuples(
+    st.sampled_from(["bitcoin", "Bitcoin", "uniswap", "weth", "coinmarketcap:5", "foo", ""]),
+    st.sampled_from(["1", "2", "5", "7083"]),
+    st.sampled_from(["Bitcoin", "bitcoin!", "Bit Coin", "Uniswap", "Unicorn Token", "WETH", "Foo", ""]),
+    st.sampled_from(["BTC", "btc ", "UNI", "WETH", "F", ""]),
+    st.sampled_from([None, "bitcoin", " Bitcoin ", "uniswap", "weth", "foo", "coinmarketcap:5", "", "  "]),
+)
+numbers = st.one_of(st.none(), st.sampled_from([0.0, -0.0, 5.0, 7.0, 5, math.nan, math.inf]), st.floats(0, 1e12))
+# price offsets: equal, agreeing, at the tolerance, outliers
+offsets = st.one_of(st.sampled_from([0.0, 0.0, 0.001, -0.002, 0.01, 0.049, 0.051, -0.052, -0.06, 0.5, 9.0]),
+                    st.floats(-0.5, 10))
+
+
+@st.composite
+def messy_quotes(draw: st.DrawFn) -> list[SourceQuote]:
+    coins = draw(st.lists(coin_specs, min_size=1, max_size=6))
+    base = draw(st.sampled_from([1.0, 100.0, 3e-7, 5]))
+    out = []
+    for _ in range(draw(st.integers(0, 24))):
+        source = draw(st.sampled_from(ALL_SOURCES))
+        cg_id, cmc_id, name, symbol, slug = coins[draw(st.integers(0, len(coins) - 1))]
+        if source.startswith("coingecko") or source in ("dex", "exchange"):
+            sid = cg_id
+        elif source.startswith("coinmarketcap"):
+            sid = cmc_id
+        elif source == "coinpaprika":
+            sid, slug = f"{symbol.strip().lower()}-{name.lower()}", None
+        else:
+            sid = draw(st.sampled_from([symbol, cmc_id, "x"]))
+        offset = draw(offsets)
+        price = draw(st.sampled_from([None, 0.0, -1.0, math.nan, math.inf])) if draw(st.integers(0, 20)) == 0 \
+            else base * (1 + offset) if offset else base
+        age = draw(st.sampled_from([0.0, -5.0, 30.0, 60.0, 450.0, 899.0, 900.0, 901.0, 5000.0]))
+        when = draw(st.sampled_from(["aware", "naive", "none"]))
+        out.append(q(
+            source, sid, price, name=name, symbol=symbol, slug=None if source == "coingecko" else slug, age=age,
+            currency=draw(st.sampled_from(["usd", "usd", "eur"])), rank=draw(st.one_of(st.none(), st.integers(0, 9))),
+            market_cap=draw(numbers), volume_24h=draw(numbers), change_1h=draw(st.one_of(st.none(), st.floats(-5, 5))),
+            change_24h=draw(numbers), circulating_supply=draw(numbers), total_supply=draw(numbers),
+            max_supply=draw(st.none() | st.just(1e9)),
+            **({"last_updated": None, "collected_at": NOW - timedelta(seconds=age)} if when == "none" else
+               {"last_updated": (NOW - timedelta(seconds=age)).replace(tzinfo=None)} if when == "naive" else {}),
+        ))
+    return out
+
+
+# Coins named alike by every source (the usual input), 2-5 sources each, prices within a few percent.
+USUAL_COINS = (
     ("bitcoin", "1", "bitcoin", "Bitcoin", "BTC"),
     ("uniswap", "7083", "uniswap", "Uniswap", "UNI"),
     ("unicorn", "8000", "unicorn-token", "Unicorn Token", "UNI"),
@@ -492,99 +621,95 @@ FAST_COINS = (
     ("x:1", "coingecko:x", "coinmarketcap:9", "", "X"),
     ("foo", "42", "foo-token", "Foo", "F"),  # named "Foo Token" by the CoinMarketCap API: joined by other keys
 )
-numbers = st.one_of(st.none(), st.sampled_from([0.0, -0.0, 5.0, 7.0, 5, math.nan, math.inf]), st.floats(0, 1e12))
+USUAL_SOURCES = (*TRUST, "coinpaprika")
 
 
 @st.composite
 def usual_quotes(draw: st.DrawFn) -> list[SourceQuote]:
-    """Mostly fast-path input: one currency, known sources; prices within a few percent, ties included."""
-    base = draw(st.sampled_from([1.0, 100.0, 3e-7]))
+    base = draw(st.sampled_from([1.0, 100.0, 3e-7, 5]))
     out = []
-    for source, coin in draw(st.lists(st.tuples(st.sampled_from(KNOWN), st.integers(0, len(FAST_COINS) - 1)),
-                                      max_size=24, unique=True)):
-        cg_id, cmc_id, slug, name, symbol = FAST_COINS[coin]
+    for source, coin in draw(st.lists(st.tuples(st.sampled_from(USUAL_SOURCES), st.integers(0, len(USUAL_COINS) - 1)),
+                                      max_size=30, unique=True)):
+        cg_id, cmc_id, slug, name, symbol = USUAL_COINS[coin]
         variant = draw(st.integers(0, 3))
         if cg_id == "foo" and source == "coinmarketcap":
             name = "Foo Token"
+        sid = cg_id if source.startswith("coingecko") else f"{symbol.lower()}-{slug}" if source == "coinpaprika" \
+            else cmc_id
         out.append(q(
-            source, cg_id if source.startswith("coingecko") else cmc_id,
+            source, sid,
             base * (1 + coin) * (1 + draw(st.sampled_from([0.0, 0.0, 0.001, -0.002, 0.02, -0.03, 0.049, 0.5]))),
             name=name.upper() if variant == 1 else name, symbol=symbol.lower() if variant == 2 else symbol,
-            slug=None if source == "coingecko" or variant == 3 else slug,
+            slug=None if source in ("coingecko", "coinpaprika") or variant == 3 else slug,
             age=draw(st.sampled_from([0.0, -5.0, 30.0, 30.0, 60.0, 899.0, 901.0])),
-            market_cap=draw(numbers), volume_24h=draw(numbers), rank=draw(st.one_of(st.none(), st.integers(1, 9))),
+            market_cap=draw(numbers), volume_24h=draw(numbers), rank=draw(st.one_of(st.none(), st.integers(0, 9))),
             change_1h=draw(st.one_of(st.none(), st.floats(-5, 5))), total_supply=draw(numbers),
             circulating_supply=draw(numbers), max_supply=draw(st.none() | st.just(1e9)),
         ))
     return out
 
 
-trusts = st.one_of(st.just(FAST_TRUST), st.fixed_dictionaries({s: st.floats(0.4, 1.0) for s in KNOWN}),
-                   st.fixed_dictionaries({s: st.sampled_from([0.0, 0.5, 0.8, 1.0, 2.0, math.nan]) for s in KNOWN}))
+trusts = st.one_of(
+    st.just({**TRUST, "coinpaprika": 0.75}),
+    st.just(dict.fromkeys(ALL_SOURCES, 0.6)),  # equal weights: midpoints
+    st.fixed_dictionaries({}, optional={s: st.sampled_from([0.0, 0.5, 0.6, 0.6 * (1 + 1e-13), 0.8, 1.0, 2.0, math.nan,
+                                                            -1.0]) for s in ALL_SOURCES}),
+    st.fixed_dictionaries({s: st.floats(0.0, 1.0) for s in ALL_SOURCES}),
+)
+previouses = st.dictionaries(
+    st.sampled_from(["bitcoin", "Bitcoin", "uniswap", "unicorn", "weth", "foo", "x:1", "coinmarketcap:5", "simulator:x"]),
+    st.sampled_from([1.0, 100.0, 250.0, 1000.0, 3e-7, 5, math.nan, 0.0]), max_size=4)
+settings_of_a_call = st.fixed_dictionaries({
+    "trust": trusts, "previous": previouses,
+    "disagreement_tolerance": st.sampled_from([0.05, 0.05, 0.0, 0.01, 0.3]),
+    "max_staleness": st.sampled_from([900.0, 900.0, 60.0, math.inf]),
+})
+
+
+def check_against_reference(quotes: list[SourceQuote], call: dict[str, Any], data: st.DataObject) -> None:
+    kw = {"observed_at": NOW, "namespaces": ORACLE_NAMESPACES, **call}
+    got = reconcile(quotes, **kw)
+    # repr, not ==: it tells -0.0 from 0.0 and 5 from 5.0, and a NaN equals no other NaN
+    assert repr(got) == repr(reference_reconcile.reconcile(quotes, **kw))
+    # the same quotes in another order, and built in that order (reconcile visits them in memory order)
+    shuffled = [replace(x) for x in data.draw(st.permutations(quotes))]
+    assert repr(reconcile(shuffled, **kw)) == repr(got)
+
+
+@settings(max_examples=400, deadline=None)
+@given(quotes=messy_quotes(), call=settings_of_a_call, data=st.data())
+def test_matches_the_reference_on_colliding_keys(quotes: list[SourceQuote], call: dict[str, Any],
+                                                 data: st.DataObject) -> None:
+    check_against_reference(quotes, call, data)
 
 
 @settings(max_examples=300, deadline=None)
-@given(quotes=usual_quotes(), trust=trusts,
-       previous=st.dictionaries(st.sampled_from(["bitcoin", "uniswap", "unicorn", "bittorrent", "x:1", "weth"]),
-                                st.sampled_from([1.0, 100.0, 250.0, 1000.0]), max_size=3),
-       tol=st.sampled_from([0.05, 0.05, 0.0, 0.01, 0.3]))
-def test_fast_path_matches_general_path(quotes: list[SourceQuote], trust: dict[str, float],
-                                        previous: dict[str, float], tol: float) -> None:
-    groups = fast_groups(quotes, trust)
-    if groups is not None:
-        assert groups == general_groups(quotes, trust)
-    both_paths(quotes, trust, previous, tol)
+@given(quotes=usual_quotes(), call=settings_of_a_call, data=st.data())
+def test_matches_the_reference_on_usual_input(quotes: list[SourceQuote], call: dict[str, Any],
+                                              data: st.DataObject) -> None:
+    check_against_reference(quotes, call, data)
 
 
-def row_specs(offsets: list[float], trust_values: list[float], freshness: list[float]) -> Any:
-    """Two or three rows (one per source, in source order) of one coin, for the consensus shortcuts."""
-    return st.lists(
-        st.tuples(
-            st.sampled_from(offsets),  # price offset
-            st.sampled_from(trust_values),
-            st.sampled_from(freshness),  # -1: stale
-            numbers, numbers,  # market cap, volume
-            st.one_of(st.none(), st.integers(1, 3)),  # rank
-            st.sampled_from(["", "BTC", "btc"]), st.sampled_from(["", "Bitcoin"]),  # symbol, name
-            st.one_of(st.none(), st.floats(-5, 5)),  # a change, a supply
-        ),
-        min_size=2, max_size=3,
-    )
-
-
-any_rows = row_specs([0.0, 0.001, -0.002, 0.01, 0.049, -0.06, 0.5], [0.3, 0.6, 0.8, 0.9, 1.0, 0.0],
-                     [1.0, 0.9, 0.5, 0.05, -1.0])
-agreeing_rows = row_specs([0.0, 0.001, -0.001, 0.002, 0.01, -0.02], [0.6, 0.7, 0.8, 0.9, 1.0], [1.0, 0.95, 0.9, 0.5])
-
-
-def check_shortcut(specs: list[tuple[Any, ...]], base: float, tol: float, previous: dict[str, float] | None) -> None:
-    rows = []
-    for source, (offset, trust, freshness, cap, volume, rank, symbol, name, extra) in zip(KNOWN, specs, strict=False):
-        price = base * (1 + offset) if offset else base
-        quote = q(source, "bitcoin", price, symbol=symbol, name=name, market_cap=cap, volume_24h=volume, rank=rank,
-                  change_24h=extra, total_supply=extra)
-        rows.append((source, quote, trust, trust * freshness if freshness > 0 else -1.0, price))
-    ids = ("bitcoin", "bitcoin", "bitcoin", None)
-    if len(rows) == 3:
-        shortcut = reconcile_module._snapshot3(rows, *ids, NOW, tol)
-    else:
-        shortcut = reconcile_module._snapshot2(rows, *ids, NOW, tol, previous)
-    general = reconcile_module._snapshot_general(rows, *ids, NOW, tol, previous)
-    if shortcut is not None:
-        assert general is not None
-        assert repr(shortcut) == repr(general)
-
-
-@settings(max_examples=300, deadline=None)
-@given(specs=any_rows, base=st.sampled_from([1.0, 100.0, 3e-7, 5]), tol=st.sampled_from([0.05, 0.0, 0.01]),
-       previous=st.one_of(st.none(), st.just({"bitcoin": 100.0})))
-def test_consensus_shortcuts_match_the_general_rules(specs: list[tuple[Any, ...]], base: float, tol: float,
-                                                     previous: dict[str, float] | None) -> None:
-    check_shortcut(specs, base, tol, previous)
-
-
-@settings(max_examples=300, deadline=None)
-@given(specs=agreeing_rows, base=st.sampled_from([1.0, 100.0, 3e-7, 5]), tol=st.sampled_from([0.05, 0.3]))
-def test_consensus_shortcuts_match_the_general_rules_when_sources_agree(specs: list[tuple[Any, ...]], base: float,
-                                                                        tol: float) -> None:
-    check_shortcut(specs, base, tol, None)
+@pytest.mark.parametrize("quotes", [
+    pytest.param([cg(1.0), cg(2.0, age=10)], id="repeated-source-id"),
+    pytest.param([cg(1.0, age=10, market_cap=1.0), cg(1.0, age=10, market_cap=-0.0), cmc(1.0)],
+                 id="repeated-at-one-time"),
+    pytest.param([cg(1.0), cmc(1.0, currency="eur"), cmc(1.1)], id="two-currencies"),
+    pytest.param([cg(1.0), q("binance", "BTC", 1.0), q("simulator", "BTC", 1.2, slug="bitcoin")], id="unknown-sources"),
+    pytest.param([q("coinmarketcap", "1", 1.0, slug="weth", name="WETH", symbol="WETH"),
+                  q("coinmarketcap", "2", 1.0, slug="weth-bridged", name="WETH", symbol="WETH"),
+                  q("coingecko", "weth", 1.0, name="WETH", symbol="WETH")], id="ambiguous-key"),
+    pytest.param([q("coingecko", "foo", 1.0, symbol="FOC", name="Foo Classic"),
+                  q("coinmarketcap", "1", 1.0, symbol="FOO", name="Foo", slug="foo"),
+                  q("coinmarketcap", "2", 1.0, symbol="FOC", name="Foo Classic", slug="foo-classic"),
+                  q("coinpaprika", "foc-foo-classic", 1.0, symbol="FOC", name="Foo Classic")], id="chain"),
+    pytest.param([q("coinpaprika", "btc-bitcoin", 100.0), q("coinpaprika", "btc-bitcoin-2", 101.0), cg(100.0)],
+                 id="name-held-twice-by-one-source"),
+])
+def test_unusual_input_matches_the_reference(quotes: list[SourceQuote]) -> None:
+    kw: dict[str, Any] = {"observed_at": NOW, "trust": TRUST, "max_staleness": MAX_STALENESS,
+                          "namespaces": ORACLE_NAMESPACES}
+    got = reconcile(quotes, **kw)
+    assert got
+    assert repr(got) == repr(reference_reconcile.reconcile(quotes, **kw))
+    assert repr(reconcile([replace(x) for x in reversed(quotes)], **kw)) == repr(got)

@@ -1,31 +1,26 @@
-"""The source registry: parser dispatch for recorded pages, and building the enabled sources."""
+"""The source registry: one spec per source, and everything that derives from the specs."""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
-from cryptoviz.config import Settings
-from cryptoviz.errors import ParseError
-from cryptoviz.models import ParseResult, SourceQuote
+from cryptoviz.config import Settings, load_settings
+from cryptoviz.errors import ConfigError, ParseError
+from cryptoviz.runtime import fetch_intervals
 from cryptoviz.sources import registry
 from cryptoviz.sources.base import RawPage
 from cryptoviz.sources.coingecko import CoinGeckoSource, parse_markets
-from cryptoviz.sources.coinmarketcap import CoinMarketCapSource, parse_listings
+from cryptoviz.sources.coinmarketcap import NO_KEY_WARNING, CoinMarketCapSource, parse_listings
 from cryptoviz.sources.http import HttpClient
-from cryptoviz.sources.registry import (
-    CMC_NO_KEY_WARNING,
-    PARSERS,
-    build_sources,
-    get_parser,
-    parse_page,
-    register_parser,
-)
+from cryptoviz.sources.registry import CMC_PAGES_INSTEAD, SPECS, build_sources, get_parser, parse_page
+from cryptoviz.sources.spec import RequestBudget
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 T = datetime(2021, 4, 20, 23, 30, 10, tzinfo=UTC)
@@ -41,9 +36,25 @@ def page(source: str, path: str) -> RawPage:
     return RawPage(source=source, body=(FIXTURES / path).read_bytes(), extension="json", fetched_at=T)
 
 
-def test_api_parsers_are_registered() -> None:
-    assert PARSERS["coingecko"] is parse_markets
-    assert PARSERS["coinmarketcap"] is parse_listings
+def test_every_spec_is_consistent_with_settings_and_its_module() -> None:
+    setting_names = set(Settings.model_fields)
+    for name, spec in SPECS.items():
+        assert spec.name == name
+        assert set(spec.settings) <= setting_names, f"{name} reads settings that do not exist"
+        assert 0 < spec.trust <= 1
+        assert spec.kind in ("pull", "push")
+        assert callable(spec.parse) and callable(spec.build)
+    # Sources of one site share its id namespace: their quotes of one coin are joined by id.
+    assert SPECS["coingecko"].namespace is SPECS["coingecko-html"].namespace
+    assert SPECS["coinmarketcap"].namespace is SPECS["coinmarketcap-html"].namespace
+    assert [n.name for n in registry.namespaces().values() if n.canonical] == ["coingecko", "coingecko"]
+
+
+def test_parsers_come_from_the_specs() -> None:
+    assert get_parser("coingecko") is parse_markets
+    assert get_parser("coinmarketcap") is parse_listings
+    for name, spec in SPECS.items():
+        assert get_parser(name) is spec.parse
 
 
 def test_parse_page_dispatches_by_source_and_uses_the_fetch_time() -> None:
@@ -60,100 +71,97 @@ def test_unknown_source_has_no_parser() -> None:
         parse_page(RawPage("nope", b"[]", "json", T), "usd")
 
 
-def test_register_parser(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry, "PARSERS", dict(PARSERS))
-
-    def parse_nothing(body: bytes, collected_at: datetime, currency: str) -> ParseResult:
-        return ParseResult()
-
-    register_parser("custom", parse_nothing)
-    assert get_parser("custom") is parse_nothing
+# --- settings derived from the registry ------------------------------------------------------------
 
 
-def _quote(source: str) -> SourceQuote:
-    return SourceQuote(source, "x", "X", "X", "x", 1, 1.0, None, None, None, None, None, None, None, None,
-                       None, T, "usd")
+def test_settings_accept_exactly_the_registered_names() -> None:
+    assert load_settings(sources=",".join(SPECS)).sources == list(SPECS)
+    with pytest.raises(ConfigError, match=r"CRYPTOVIZ_SOURCES: unknown source\(s\) 'binance'; known: coingecko"):
+        load_settings(sources="coingecko,binance")
+    with pytest.raises(ConfigError, match="CRYPTOVIZ_TRUST: unknown source 'nope'"):
+        load_settings(trust="nope=0.5")
+    with pytest.raises(ConfigError, match="CRYPTOVIZ_SOURCE_INTERVALS: unknown source 'nope'"):
+        load_settings(source_intervals="nope=60")
 
 
-def test_html_parsers_are_found_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry, "PARSERS", dict(PARSERS))
-
-    def parse_html(body: bytes, collected_at: datetime, currency: str) -> ParseResult:
-        return ParseResult(quotes=[_quote("coingecko-html")])
-
-    modules = {"coingecko-html": SimpleNamespace(parse_page=parse_html)}
-    monkeypatch.setattr(registry, "_html_module", modules.get)
-    result = parse_page(RawPage("coingecko-html", b"<html></html>", "html", T), "usd")
-    assert [q.source for q in result.quotes] == ["coingecko-html"]
-    assert registry.PARSERS["coingecko-html"] is parse_html
-    with pytest.raises(ParseError, match="no parser for source 'coinmarketcap-html'"):
-        get_parser("coinmarketcap-html")
+def test_trust_defaults_come_from_the_specs_and_settings_override_them() -> None:
+    settings = load_settings(trust="coingecko=0.55")
+    assert settings.trust_of("coingecko") == 0.55
+    assert settings.trust_of("coinmarketcap") == SPECS["coinmarketcap"].trust == 0.9
+    assert settings.trust_of("not-registered") == 0.5
 
 
-def test_html_module_lookup_only_for_known_page_sources() -> None:
-    assert registry._html_module("coingecko") is None
-    assert registry._html_module("../../etc") is None
+def test_source_intervals_are_parsed_and_checked() -> None:
+    assert load_settings(source_intervals="coingecko=120, coinmarketcap-html=90").source_intervals == {
+        "coingecko": 120.0, "coinmarketcap-html": 90.0}
+    with pytest.raises(ConfigError, match="must be > 0 seconds"):
+        load_settings(source_intervals="coingecko=0")
+    with pytest.raises(ConfigError, match="expected source=number of seconds pairs"):
+        load_settings(source_intervals="coingecko")
+
+
+def test_fetch_intervals_default_to_the_spec_and_never_break_a_monthly_quota(
+        caplog: pytest.LogCaptureFixture) -> None:
+    settings = load_settings(interval=60, source_intervals="coingecko=30")
+    intervals = fetch_intervals(settings, ["coingecko", "coinmarketcap-html"])
+    # never more often than the cycle
+    assert intervals == {"coingecko": 60.0, "coinmarketcap-html": 60.0}
+    quota = next((s for s in SPECS.values() if s.budget.per_month), None)
+    if quota is None:
+        pytest.skip("no registered source has a monthly quota")
+    floor = quota.budget.shortest_interval()
+    assert fetch_intervals(load_settings(), [quota.name])[quota.name] == max(quota.interval or 60.0, floor)
+    hurried = load_settings(source_intervals=f"{quota.name}={floor / 2}")
+    with caplog.at_level(logging.WARNING):
+        assert fetch_intervals(hurried, [quota.name])[quota.name] == floor
+    assert "calls a month" in caplog.text
+    # a local simulator has no quota
+    assert fetch_intervals(hurried, [quota.name], budgets=False)[quota.name] == max(floor / 2, 60.0)
+
+
+def test_a_monthly_quota_sets_the_shortest_interval() -> None:
+    assert RequestBudget(per_minute=1, per_month=20_000).shortest_interval() == 130  # 30 days / 20,000
+    assert RequestBudget(per_minute=1, per_month=20_000).shortest_interval(2) == 260
+    assert RequestBudget(per_minute=30).shortest_interval() == 0.0
 
 
 # --- build_sources -------------------------------------------------------------------------------
 
 
 def test_default_sources_without_cmc_key_read_cmc_pages_with_one_warning(http: HttpClient) -> None:
-    from cryptoviz.sources.coinmarketcap_html import CoinMarketCapHtmlSource
-    from cryptoviz.sources.registry import CMC_PAGES_INSTEAD
-
     sources, warnings = build_sources(Settings(), http)
-    assert [type(s) for s in sources] == [CoinGeckoSource, CoinMarketCapHtmlSource]
+    names = [s.name for s in sources]
+    assert names[:2] == ["coingecko", "coinmarketcap-html"]
+    assert names == registry.default_sources(Settings())
     assert warnings == [CMC_PAGES_INSTEAD]
 
 
 def test_cmc_api_asked_for_without_key_is_skipped_with_one_warning(http: HttpClient) -> None:
     sources, warnings = build_sources(Settings(sources="coingecko,coinmarketcap"), http)
     assert [type(s) for s in sources] == [CoinGeckoSource]
-    assert warnings == [CMC_NO_KEY_WARNING]
-    assert CMC_NO_KEY_WARNING == (
+    assert warnings == [NO_KEY_WARNING]
+    assert NO_KEY_WARNING == (
         "coinmarketcap: no CRYPTOVIZ_COINMARKETCAP_API_KEY set, source skipped (get a free key at "
         "coinmarketcap.com/api, or add coinmarketcap-html to CRYPTOVIZ_SOURCES)")
 
 
-def test_both_api_sources_with_a_key_share_one_client(http: HttpClient) -> None:
+def test_with_a_cmc_key_the_api_replaces_the_pages_and_all_share_one_client(http: HttpClient) -> None:
     sources, warnings = build_sources(Settings(coinmarketcap_api_key=SecretStr("k-123456")), http)
-    assert [s.name for s in sources] == ["coingecko", "coinmarketcap"]
-    assert [type(s) for s in sources] == [CoinGeckoSource, CoinMarketCapSource]
+    names = [s.name for s in sources]
+    assert names[:2] == ["coingecko", "coinmarketcap"] and "coinmarketcap-html" not in names
+    assert [type(s) for s in sources[:2]] == [CoinGeckoSource, CoinMarketCapSource]
     assert warnings == []
-    assert http.limiter("coingecko") is not None and http.limiter("coinmarketcap") is not None
+    assert all(http.limiter(name) is not None for name in names)
 
 
 def test_a_blank_cmc_key_counts_as_none(http: HttpClient) -> None:
     sources, warnings = build_sources(Settings(coinmarketcap_api_key=SecretStr("  "), sources=["coinmarketcap"]), http)
-    assert sources == [] and warnings == [CMC_NO_KEY_WARNING]
+    assert sources == [] and warnings == [NO_KEY_WARNING]
 
 
-def test_missing_page_source_is_skipped_with_a_warning(monkeypatch: pytest.MonkeyPatch,
-                                                       http: HttpClient) -> None:
-    monkeypatch.setattr(registry, "_html_module", lambda name: None)
-    sources, warnings = build_sources(Settings(sources=["coingecko", "coinmarketcap-html"]), http)
-    assert [s.name for s in sources] == ["coingecko"]
-    assert warnings == ["coinmarketcap-html: not available in this build, source skipped"]
-
-
-def test_page_sources_are_built_from_their_module(monkeypatch: pytest.MonkeyPatch, http: HttpClient) -> None:
-    built: list[tuple[Settings, HttpClient]] = []
-
-    class CoinGeckoHtmlSource:
-        name = "coingecko-html"
-
-        def __init__(self, settings: Settings, client: HttpClient) -> None:
-            built.append((settings, client))
-
-    def build_source(settings: Settings, client: HttpClient) -> Any:
-        return SimpleNamespace(name="coinmarketcap-html")
-
-    modules = {"coingecko-html": SimpleNamespace(CoinGeckoHtmlSource=CoinGeckoHtmlSource),
-               "coinmarketcap-html": SimpleNamespace(build_source=build_source)}
-    monkeypatch.setattr(registry, "_html_module", modules.get)
-    settings = Settings(sources=["coingecko-html", "coinmarketcap-html"])
+def test_every_registered_source_builds(http: HttpClient) -> None:
+    settings = Settings(sources=list(SPECS), coinmarketcap_api_key=SecretStr("k-123456"))
     sources, warnings = build_sources(settings, http)
-    assert [s.name for s in sources] == ["coingecko-html", "coinmarketcap-html"]
-    assert warnings == []
-    assert built == [(settings, http)]
+    assert [s.name for s in sources] == list(SPECS) and warnings == []
+    kinds = {f.name for f in fields(SPECS["coingecko"])}
+    assert {"name", "namespace", "trust", "interval", "budget", "settings", "parse", "build"} <= kinds

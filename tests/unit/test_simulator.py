@@ -23,6 +23,7 @@ from cryptoviz.simulator.server import PAGES_MODULE
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CG_MARKETS = "/api/v3/coins/markets"
 CMC_LISTINGS = "/v1/cryptocurrency/listings/latest"
+PAPRIKA_TICKERS = "/coinpaprika/v1/tickers"
 KEY = {"X-CMC_PRO_API_KEY": "test-key"}
 FROZEN = 3600.0  # step_seconds that keeps the market still for the length of a test
 
@@ -35,6 +36,12 @@ CMC_ITEM_KEYS = {"id", "name", "symbol", "slug", "num_market_pairs", "date_added
 CMC_QUOTE_KEYS = {"price", "volume_24h", "percent_change_1h", "percent_change_24h", "percent_change_7d",
                   "percent_change_30d", "percent_change_60d", "percent_change_90d", "market_cap",
                   "last_updated"}
+# Every key of a ticker and of its quote in CoinPaprika's documented example (tests/fixtures/coinpaprika).
+PAPRIKA_ITEM_KEYS = {"id", "name", "symbol", "rank", "circulating_supply", "total_supply", "max_supply",
+                     "beta_value", "first_data_at", "last_updated", "quotes"}
+PAPRIKA_QUOTE_KEYS = {"price", "volume_24h", "volume_24h_change_24h", "market_cap", "market_cap_change_24h",
+                      *(f"percent_change_{p}" for p in ("15m", "30m", "1h", "6h", "12h", "24h", "7d", "30d", "1y")),
+                      "ath_price", "ath_date", "percent_from_price_ath"}
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -56,6 +63,10 @@ def cg(http: httpx.Client, **params: Any) -> httpx.Response:
 
 def cmc(http: httpx.Client, **params: Any) -> httpx.Response:
     return http.get(CMC_LISTINGS, params=params, headers=KEY)
+
+
+def paprika(http: httpx.Client, key: str | None = None, **params: Any) -> httpx.Response:
+    return http.get(PAPRIKA_TICKERS, params=params, headers={"Authorization": key} if key else {})
 
 
 def by_id(items: list[Any], key: str = "id") -> dict[str, Any]:
@@ -228,10 +239,107 @@ def test_sources_disagree_only_slightly(sim: Simulator) -> None:
     with client(sim) as http:
         gecko = by_id(cg(http, per_page=250).json())
         capped = by_id(cmc(http, limit=200).json()["data"], "slug")
-    for cg_id, slug in (("ethereum", "ethereum"), ("solana", "solana"), ("ripple", "xrp")):
+        paprika_ = by_id(paprika(http).json())
+    for cg_id, slug, paprika_id in (("ethereum", "ethereum", "eth-ethereum"), ("solana", "solana", "sol-solana"),
+                                    ("ripple", "xrp", "xrp-xrp")):
         a, b = gecko[cg_id]["current_price"], capped[slug]["quote"]["USD"]["price"]
-        assert a != b
-        assert a == pytest.approx(b, rel=0.0025)
+        c = paprika_[paprika_id]["quotes"]["USD"]["price"]
+        assert a != b and b != c
+        assert a == pytest.approx(b, rel=0.0025) and c == pytest.approx(b, rel=0.0025)
+
+
+# --- CoinPaprika -----------------------------------------------------------------------------------
+
+
+def test_coinpaprika_tickers_have_the_documented_shape(sim: Simulator) -> None:
+    with client(sim) as http:
+        free = paprika(http, quotes="USD").json()
+        paid = paprika(http, key="paid-plan-key").json()
+    assert len(free) == len(paid) == 200
+    assert [item["rank"] for item in free] == list(range(1, 201))
+    assert len({item["id"] for item in free}) == 200
+    listed = by_id(paid)
+    assert [item["id"] for item in free[:3]] == ["btc-bitcoin", "eth-ethereum", "usdt-tether"]
+    assert {"uni-uniswap", "uni-unicorn-token", "xrp-xrp", "bnb-bnb"} <= set(listed)
+    for item in paid:
+        assert set(item) == PAPRIKA_ITEM_KEYS and set(item["quotes"]) == {"USD"}
+        assert set(item["quotes"]["USD"]) == PAPRIKA_QUOTE_KEYS
+        datetime.strptime(item["last_updated"], "%Y-%m-%dT%H:%M:%SZ")
+        datetime.strptime(item["first_data_at"], "%Y-%m-%dT%H:%M:%SZ")
+        usd = item["quotes"]["USD"]
+        assert usd["market_cap"] == pytest.approx(usd["price"] * item["circulating_supply"], rel=1e-6, abs=1)
+        assert usd["market_cap_change_24h"] == usd["percent_change_24h"]
+        assert isinstance(usd["market_cap"], int) and isinstance(usd["price"], float)
+    for item in free:  # the free plan leaves the circulating supply out
+        assert set(item) == PAPRIKA_ITEM_KEYS - {"circulating_supply"}
+    bitcoin, ethereum = listed["btc-bitcoin"], listed["eth-ethereum"]
+    assert (bitcoin["symbol"], bitcoin["name"], bitcoin["max_supply"]) == ("BTC", "Bitcoin", 21_000_000)
+    assert ethereum["max_supply"] == 0  # CoinPaprika's "no maximum"
+    assert isinstance(bitcoin["total_supply"], int)
+    assert listed["usdt-tether"]["beta_value"] == pytest.approx(0.0, abs=0.01)
+    datetime.strptime(bitcoin["quotes"]["USD"]["ath_date"], "%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_coinpaprika_quotes(sim: Simulator) -> None:
+    with client(sim) as http:
+        usd = by_id(paprika(http).json())
+        three = by_id(paprika(http, quotes="usd,EUR, btc").json())
+        answers = [paprika(http, quotes=q) for q in ("XYZ", "USD,EUR,BTC,GBP", "", ",")]
+        missing = http.get("/coinpaprika/v1/tickers/btc-bitcoin")
+    assert set(three["eth-ethereum"]["quotes"]) == {"USD", "EUR", "BTC"}
+    eth, btc = three["eth-ethereum"]["quotes"], three["btc-bitcoin"]["quotes"]
+    assert eth["USD"]["price"] == usd["eth-ethereum"]["quotes"]["USD"]["price"]
+    assert eth["EUR"]["price"] == pytest.approx(eth["USD"]["price"] * 0.92)
+    assert eth["BTC"]["price"] == pytest.approx(eth["USD"]["price"] / btc["USD"]["price"])
+    assert btc["BTC"]["price"] == pytest.approx(1.0) and btc["BTC"]["percent_change_24h"] == 0.0
+    assert (btc["BTC"]["ath_price"], btc["BTC"]["ath_date"], btc["BTC"]["percent_from_price_ath"]) == (None,) * 3
+    bad, too_many, empty, blank = answers
+    assert (bad.status_code, bad.json()) == (400, {"error": "invalid quotes"})
+    assert (too_many.status_code, too_many.json()) == (400, {"error": "invalid quotes"})
+    assert empty.status_code == 200 and set(empty.json()[0]["quotes"]) == {"USD"}  # the default
+    assert blank.status_code == 400
+    assert (missing.status_code, missing.json()) == (404, {"error": "not found"})
+
+
+def test_coinpaprika_faults() -> None:
+    faults = Faults.parse("rate-limit@coinpaprika=1,slow@coinpaprika=1", slow_seconds=0.2)
+    with start_simulator(faults=faults, step_seconds=FROZEN) as sim, client(sim) as http:
+        began = time.perf_counter()
+        limited = paprika(http)
+        assert time.perf_counter() - began >= 0.2
+        assert (limited.status_code, limited.headers["Retry-After"]) == (429, "1")
+        assert limited.json() == {"error": "you have reached maximum request limit"}
+        assert paprika(http).status_code == 200  # the retry succeeds
+        assert cg(http).status_code == 200  # other sources are not hit
+    with start_simulator(faults="server-error@coinpaprika=1", step_seconds=FROZEN) as sim, client(sim) as http:
+        failed = paprika(http)
+        assert (failed.status_code, failed.json()) == (500, {"error": "internal server error"})
+    with start_simulator(faults="bad-key@coinpaprika=1", step_seconds=FROZEN) as sim, client(sim) as http:
+        refused = paprika(http, key="echoed-key-123")
+        assert (refused.status_code, refused.json()) == (403, {"error": "invalid API key: echoed-key-123"})
+    with start_simulator(faults="garbage@coinpaprika=1", step_seconds=FROZEN) as sim, client(sim) as http:
+        garbage = paprika(http)
+        assert garbage.status_code == 200
+        with pytest.raises(ValueError):
+            garbage.json()
+        stats = http.get("/_sim/stats").json()["sources"]["coinpaprika"]
+    assert stats["faults"]["garbage"] == 1 and stats["requests"] == 1
+
+
+def test_coinpaprika_malformed_and_outlier() -> None:
+    with start_simulator(faults="malformed@coinpaprika,outlier@coinpaprika", step_seconds=FROZEN) as sim, \
+            client(sim) as http:
+        broken = paprika(http).json()
+        ratios = []
+        for _ in range(3):
+            gecko = by_id(cg(http, per_page=250).json())
+            tickers = by_id(paprika(http).json())
+            ratios.append(tickers["eth-ethereum"]["quotes"]["USD"]["price"] / gecko["ethereum"]["current_price"])
+    objects = [item for item in broken if isinstance(item, dict)]
+    assert len(broken) == 200 and len(objects) == 199
+    assert sum(item["quotes"]["USD"]["price"] == "n/a" for item in objects if "quotes" in item) == 1
+    assert sum("id" not in item for item in objects) == 1
+    assert [round(r) for r in ratios] == [1, 10, 10]  # cycles 2, 3 and 4: the outlier starts at the third
 
 
 # --- faults ----------------------------------------------------------------------------------------
@@ -246,6 +354,8 @@ def test_fault_specs_parse() -> None:
     assert scoped.probability("rate-limit", "coinmarketcap") == 0.0
     assert scoped.probability("server-error", "coinmarketcap-html") > 0
     assert Faults.parse("outlier@coingecko").outlier_source == "coingecko"
+    assert Faults.parse("outlier@coinpaprika").outlier_source == "coinpaprika"
+    assert Faults.parse("garbage@coinpaprika=0.5").probability("garbage", "coinpaprika") == 0.5
     for bad in ("bogus", "rate-limit=2", "rate-limit@nowhere", "slow=fast", "all,slow"):
         with pytest.raises(ValueError):
             Faults.parse(bad)
@@ -364,6 +474,7 @@ def test_market_is_deterministic_by_seed() -> None:
     now = start + timedelta(seconds=100)
     assert one.coingecko_markets("eur", now=now) == two.coingecko_markets("eur", now=now)
     assert one.coinmarketcap_listings(("USD",), now=now) == two.coinmarketcap_listings(("USD",), now=now)
+    assert one.coinpaprika_tickers(("USD", "BTC"), now=now) == two.coinpaprika_tickers(("USD", "BTC"), now=now)
     # the wall clock drives the steps
     assert one.step(start + timedelta(seconds=150.5)) == 50 and one.tick == 150
     assert one.step(start + timedelta(seconds=150.9)) == 0
@@ -446,13 +557,15 @@ def test_settings_overrides_point_cryptoviz_at_the_simulator(sim: Simulator) -> 
     assert settings.coinmarketcap_base_url == sim.url
     assert settings.coingecko_html_base_url == f"{sim.url}/coingecko-www"
     assert settings.coinmarketcap_html_base_url == f"{sim.url}/cmc-www"
+    assert settings.coinpaprika_base_url == f"{sim.url}/coinpaprika/v1"
     assert settings.coinmarketcap_api_key is not None
     assert sim.url.startswith("http://127.0.0.1:")
     lines = sim.env_lines()
     assert lines[0] == f"export CRYPTOVIZ_COINGECKO_BASE_URL={sim.url}/api/v3"
     assert f"export CRYPTOVIZ_COINMARKETCAP_BASE_URL={sim.url}" in lines
     assert "export CRYPTOVIZ_COINMARKETCAP_API_KEY=simulator-placeholder-key" in lines
-    assert len(lines) == 5
+    assert f"export CRYPTOVIZ_COINPAPRIKA_BASE_URL={sim.url}/coinpaprika/v1" in lines
+    assert len(lines) == 6
 
 
 def test_stats_count_requests_per_route(sim: Simulator) -> None:
@@ -460,9 +573,11 @@ def test_stats_count_requests_per_route(sim: Simulator) -> None:
         cg(http)
         cg(http, page=2)
         cmc(http)
+        paprika(http)
         http.get("/nowhere")
         stats = http.get("/_sim/stats").json()
-    assert stats["requests"] == {CG_MARKETS: 2, CMC_LISTINGS: 1, "not-found": 1}
+    assert stats["requests"] == {CG_MARKETS: 2, CMC_LISTINGS: 1, PAPRIKA_TICKERS: 1, "not-found": 1}
+    assert stats["sources"]["coinpaprika"]["requests"] == stats["sources"]["coinpaprika"]["cycles"] == 1
     assert stats["sources"]["coingecko"]["requests"] == 2 and stats["sources"]["coingecko"]["cycles"] == 1
     assert stats["seed"] == 7
 

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 
 from cryptoviz.store import migrate
 from cryptoviz.store.engine import make_engine
+from cryptoviz.store.sink import open_sink
 from cryptoviz.store.tables import currencies, currency_data, currency_data_history, metadata, source_quotes
-from cryptoviz.store.writer import SnapshotWriter
 from tests.factories import T0, snapshot
 
 
@@ -40,7 +40,7 @@ def test_migrations_upgrade_downgrade_upgrade(tmp_path: Path) -> None:
 
 
 def test_batch_is_written_and_replays_make_no_second_row(engine: sa.Engine) -> None:
-    writer = SnapshotWriter(engine)
+    writer = open_sink(engine)
     batch = [snapshot("bitcoin", price=100.0), snapshot("ethereum", price=10.0, symbol="ETH")]
     first = writer.write(batch)
     assert first.history_inserted == 2
@@ -54,7 +54,7 @@ def test_batch_is_written_and_replays_make_no_second_row(engine: sa.Engine) -> N
 
 
 def test_current_row_keeps_the_latest_even_when_an_older_record_arrives_late(engine: sa.Engine) -> None:
-    writer = SnapshotWriter(engine)
+    writer = open_sink(engine)
     writer.write([snapshot("bitcoin", price=200.0, minutes=5)])
     writer.write([snapshot("bitcoin", price=100.0, minutes=0)])  # late and older
     with engine.connect() as conn:
@@ -67,7 +67,7 @@ def test_current_row_keeps_the_latest_even_when_an_older_record_arrives_late(eng
 
 
 def test_one_batch_with_several_cycles_of_one_coin(engine: sa.Engine) -> None:
-    SnapshotWriter(engine).write([snapshot("bitcoin", price=float(100 + m), minutes=m) for m in range(5)])
+    open_sink(engine).write([snapshot("bitcoin", price=float(100 + m), minutes=m) for m in range(5)])
     with engine.connect() as conn:
         assert conn.execute(sa.select(currency_data.c.price)).scalar_one() == 104.0
     assert _count(engine, currency_data_history) == 5
@@ -75,7 +75,7 @@ def test_one_batch_with_several_cycles_of_one_coin(engine: sa.Engine) -> None:
 
 def test_tiny_and_huge_values_round_trip(engine: sa.Engine) -> None:
     s = snapshot("shiba", price=1e-12)
-    SnapshotWriter(engine).write([s])
+    open_sink(engine).write([s])
     with engine.connect() as conn:
         price, cap = conn.execute(sa.select(currency_data.c.price, currency_data.c.market_cap)).one()
     assert price == 1e-12
@@ -84,18 +84,18 @@ def test_tiny_and_huge_values_round_trip(engine: sa.Engine) -> None:
 
 def test_names_with_sql_are_stored_verbatim(engine: sa.Engine) -> None:
     evil = "'); DROP TABLE currencies;--"
-    SnapshotWriter(engine).write([snapshot("evil-coin", name=evil, symbol="EVIL")])
+    open_sink(engine).write([snapshot("evil-coin", name=evil, symbol="EVIL")])
     with engine.connect() as conn:
         assert conn.execute(sa.select(currencies.c.name)).scalar_one() == evil
 
 
 def test_dead_letters_are_recorded_once(engine: sa.Engine) -> None:
     from cryptoviz.bus.base import DeadLetterRecord
-    from cryptoviz.store.runs import record_dead_letters
+    from cryptoviz.store.sink import DeadLetterTable
 
     letters = [DeadLetterRecord("crypto_viz", 2, 17, "bad", "invalid JSON: unexpected character")]
-    record_dead_letters(engine, letters, T0)
-    record_dead_letters(engine, letters, T0)  # redelivered
+    DeadLetterTable(engine).record(letters, T0)
+    DeadLetterTable(engine).record(letters, T0)  # redelivered
     with engine.connect() as conn:
         rows = conn.execute(sa.text('SELECT topic, partition, "offset", key, error FROM dead_letters')).all()
     assert rows == [("crypto_viz", 2, 17, "bad", "invalid JSON: unexpected character")]

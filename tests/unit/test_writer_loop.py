@@ -15,7 +15,7 @@ from cryptoviz.bus.memory import MemoryBus
 from cryptoviz.errors import StoreError
 from cryptoviz.store import migrate
 from cryptoviz.store.engine import make_engine
-from cryptoviz.store.writer import SnapshotWriter
+from cryptoviz.store.sink import Sink, open_sink
 from cryptoviz.writer_loop import WriterStats, run_writer
 from tests.factories import snapshot
 
@@ -42,7 +42,7 @@ def test_every_batch_is_stored_and_acknowledged_in_poll_order(tmp_path: Path) ->
     committed: list[Batch] = []
     stats = WriterStats()
     metrics.set_bus_lag(99)
-    stored = run_writer(bus.consumer(), SnapshotWriter(engine), threading.Event(), batch_size=70,
+    stored = run_writer(bus.consumer(), open_sink(engine), threading.Event(), batch_size=70,
                         batch_timeout=0.01, on_commit=committed.append, stats=stats)
     assert stored == stats.stored == 1_000
     assert stats.batches == len(committed) >= 1_000 // 70
@@ -56,10 +56,10 @@ def test_every_batch_is_stored_and_acknowledged_in_poll_order(tmp_path: Path) ->
     assert metrics.BUS_LAG._value.get() == 0  # the gauge follows the bus: all taken
 
 
-def _refusing(tmp_path: Path) -> SnapshotWriter:
+def _refusing(tmp_path: Path) -> Sink:
     """A writer on a database that opens and reads but refuses every write."""
     db = _migrated(tmp_path)
-    return SnapshotWriter(make_engine(f"sqlite:///file:{db}?mode=ro&uri=true"))
+    return open_sink(make_engine(f"sqlite:///file:{db}?mode=ro&uri=true"))
 
 
 def test_a_draining_loop_gives_up_on_a_refused_batch_after_the_drain_timeout(tmp_path: Path) -> None:

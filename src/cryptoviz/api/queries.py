@@ -12,7 +12,6 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from cryptoviz.store.queries import as_utc, last_runs
 from cryptoviz.store.tables import (
     currencies,
     currency_data,
@@ -22,7 +21,7 @@ from cryptoviz.store.tables import (
     quote_rejections,
     source_quotes,
 )
-from cryptoviz.store.writer import utc
+from cryptoviz.timeutil import utc
 
 SortKey = Literal["market_cap", "price", "volume_24h", "change_24h", "rank", "confidence", "name"]
 Order = Literal["asc", "desc"]
@@ -55,7 +54,7 @@ def _clean(row: Mapping[Any, Any]) -> dict[str, Any]:
     out = dict(row)
     for name in _TIME_FIELDS:
         if name in out:
-            out[name] = as_utc(out[name])
+            out[name] = utc(out[name])
     if "sources" in out and isinstance(out["sources"], str):
         out["sources"] = [s for s in out["sources"].split(",") if s]
     return out
@@ -89,8 +88,8 @@ def list_coins(engine: sa.Engine, *, sort: SortKey = "market_cap", order: Order 
 def latest_observed_at(engine: sa.Engine) -> datetime | None:
     """The newest current observation, the stream's change marker."""
     with engine.connect() as conn:
-        value = conn.execute(sa.select(sa.func.max(currency_data.c.observed_at))).scalar_one()
-    return as_utc(value)
+        value: datetime | None = conn.execute(sa.select(sa.func.max(currency_data.c.observed_at))).scalar_one()
+    return utc(value)
 
 
 def get_coin(engine: sa.Engine, coin_id: str) -> dict[str, Any] | None:
@@ -141,7 +140,7 @@ def history_points(engine: sa.Engine, coin_id: str, start: datetime, end: dateti
         rows = conn.execute(query).all()
     out = []
     for at, price, cap, volume, confidence in rows:
-        stamp = as_utc(at)
+        stamp = utc(at)
         assert stamp is not None
         out.append((stamp, float(price), None if cap is None else float(cap),
                     None if volume is None else float(volume), float(confidence)))
@@ -211,51 +210,13 @@ def source_lines(engine: sa.Engine, coin_id: str, start: datetime, end: datetime
     lines: dict[str, list[tuple[datetime, float, bool]]] = {}
     with engine.connect() as conn:
         for source, at, price, used in conn.execute(query):
-            stamp = as_utc(at)
+            stamp = utc(at)
             assert stamp is not None
             lines.setdefault(str(source), []).append((stamp, float(price), bool(used)))
     return lines
 
 
-# --- sources and database state ------------------------------------------------------------------------
-
-
-def sources_health(engine: sa.Engine, runs: int = 20) -> dict[str, Any]:
-    """Per source over the last ``runs`` recorded cycles (oldest to newest), and the last cycle itself."""
-    recent = last_runs(engine, runs)
-    health: dict[str, dict[str, Any]] = {}
-    for run in reversed(recent):
-        at = run["finished_at"] or run["started_at"]
-        for name, rep in (run["sources"] or {}).items():
-            h = health.setdefault(name, {
-                "source": name, "up": False, "last_ok": None, "last_error": None, "last_error_at": None,
-                "failures_in_a_row": 0, "errors_in_window": 0, "runs_in_window": 0, "breaker": "closed",
-                "fetched": 0, "rejected": 0, "used": 0, "seconds": 0.0, "reasons": {},
-            })
-            h["runs_in_window"] += 1
-            h["fetched"] = int(rep.get("fetched") or 0)
-            h["rejected"] = int(rep.get("rejected") or 0)
-            h["used"] = int(rep.get("used") or 0)
-            h["seconds"] = float(rep.get("seconds") or 0.0)
-            h["breaker"] = str(rep.get("breaker") or "closed")
-            h["reasons"] = {str(k): int(v) for k, v in (rep.get("reasons") or {}).items()}
-            if rep.get("error"):
-                h["up"] = False
-                h["last_error"] = str(rep["error"])
-                h["last_error_at"] = at
-                h["failures_in_a_row"] += 1
-                h["errors_in_window"] += 1
-            else:
-                h["up"] = True
-                h["last_ok"] = at
-                h["failures_in_a_row"] = 0
-    last = None
-    if recent:
-        r = recent[0]
-        last = {"id": int(r["id"]), "started_at": r["started_at"], "finished_at": r["finished_at"],
-                "status": str(r["status"]), "fetched": int(r["fetched"]), "rejected": int(r["rejected"]),
-                "published": int(r["published"])}
-    return {"runs": len(recent), "last_run": last, "sources": [health[k] for k in sorted(health)]}
+# --- database state ------------------------------------------------------------------------------------
 
 
 _COUNTED = (currencies, currency_data, currency_data_history, source_quotes, pipeline_runs, quote_rejections)
@@ -293,13 +254,13 @@ def database_state(engine: sa.Engine) -> DatabaseState:
         if dead_letters is not None and sa.inspect(conn).has_table(dead_letters.name):
             dlq = int(conn.execute(sa.select(sa.func.count()).select_from(dead_letters)).scalar_one())
             rows[dead_letters.name] = dlq
-        last_observation = as_utc(conn.execute(sa.select(sa.func.max(currency_data.c.observed_at))).scalar_one())
+        last_observation = utc(conn.execute(sa.select(sa.func.max(currency_data.c.observed_at))).scalar_one())
         run = conn.execute(sa.select(pipeline_runs.c.started_at, pipeline_runs.c.finished_at,
                                      pipeline_runs.c.sources)
                            .order_by(pipeline_runs.c.id.desc()).limit(1)).first()
     sources_up: dict[str, bool] = {}
     last_run = None
     if run is not None:
-        last_run = as_utc(run.finished_at or run.started_at)
+        last_run = utc(run.finished_at or run.started_at)
         sources_up = {str(name): not (rep or {}).get("error") for name, rep in (run.sources or {}).items()}
     return DatabaseState(rows, last_observation, last_run, sources_up, dlq)

@@ -65,3 +65,13 @@ class Consumer(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
+
+
+class NullPublisher(Publisher):
+    """Publishes nowhere: for a collector whose output is not wanted (``cryptoviz record``)."""
+
+    def publish(self, snapshots: Sequence[CoinSnapshot]) -> None:
+        """Drop the snapshots."""
+
+    def flush(self, timeout: float = 30.0) -> int:
+        return 0

@@ -1,4 +1,4 @@
-"""A local market simulator: CoinGecko- and CoinMarketCap-shaped APIs (and HTML pages) on 127.0.0.1.
+"""A local market simulator on 127.0.0.1: CoinGecko-, CoinMarketCap- and CoinPaprika-shaped APIs and HTML pages.
 
 Deterministic given a seed, with injectable faults; used by ``cryptoviz demo`` and the tests::
 

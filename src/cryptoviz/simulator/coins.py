@@ -13,13 +13,16 @@ today's market. The list deliberately contains awkward cases every parser meets 
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from datetime import date, timedelta
+
+_NOT_ID = re.compile(r"[^0-9a-z]+")
 
 
 @dataclass(frozen=True, slots=True)
 class CoinSpec:
-    """One coin as both services know it, with its starting figures (USD)."""
+    """One coin as the services know it, with its starting figures (USD)."""
 
     cg_id: str
     cmc_id: int
@@ -40,6 +43,12 @@ class CoinSpec:
     @property
     def market_cap(self) -> float:
         return self.price * self.circulating_supply
+
+    @property
+    def paprika_id(self) -> str:
+        """The coin's CoinPaprika id: symbol and name in lower case, dash-joined (``btc-bitcoin``)."""
+        words = _NOT_ID.sub("-", f"{self.symbol} {self.name}".lower()).strip("-")
+        return words or self.cg_id
 
 
 _Row = tuple[str, int, str, str, str, float, float, float, float | None, str]

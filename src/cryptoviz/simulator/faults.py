@@ -8,7 +8,7 @@ A fault spec is a comma-separated list of ``name[@source][=probability]``:
 * ``garbage``       200 with a body that is not the page: the real body cut short, or binary junk
                     (alternately), as a broken proxy or a dropped connection would leave it;
 * ``bad-key``       401 with the source's invalid-key error body, quoting the key it was sent (some
-                    services echo it; CryptoViz must never pass it on); HTML pages: 403;
+                    services echo it; CryptoViz must never pass it on); CoinPaprika and HTML pages: 403;
 * ``malformed``     a few items of the page are broken: a price ``"n/a"``, a missing id, an item that is a
                     bare string (HTML pages: a price ``"n/a"`` only);
 * ``outlier``       one source (``coinmarketcap`` unless ``outlier@<source>``) reports one coin
@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from cryptoviz.config import KNOWN_SOURCES
+from cryptoviz.config import known_sources
 
 FAULT_NAMES = ("rate-limit", "server-error", "slow", "malformed", "outlier", "garbage", "bad-key")
 ERROR_FAULTS = ("rate-limit", "server-error", "garbage", "bad-key")
@@ -45,7 +45,7 @@ DEFAULT_PROBABILITY: dict[str, float] = {
 }
 DEMO_ERROR_PROBABILITY = 0.08
 
-ItemStyle = Literal["coingecko", "coinmarketcap", "html"]
+ItemStyle = Literal["coingecko", "coinmarketcap", "coinpaprika", "html"]
 MALFORMED_KINDS = ("price-string", "missing-id", "not-an-object")
 
 
@@ -62,9 +62,9 @@ class FaultRule:
             raise ValueError(f"unknown fault {self.name!r}; known: {', '.join(FAULT_NAMES)}, none, all, demo")
         if not 0.0 <= self.probability <= 1.0:
             raise ValueError(f"probability of {self.name!r} must be within [0, 1], got {self.probability}")
-        if self.source is not None and self.source not in KNOWN_SOURCES:
+        if self.source is not None and self.source not in known_sources():
             raise ValueError(f"unknown source {self.source!r} for fault {self.name!r}; "
-                             f"known: {', '.join(KNOWN_SOURCES)}")
+                             f"known: {', '.join(known_sources())}")
 
     def __str__(self) -> str:
         where = f"@{self.source}" if self.source else ""
@@ -132,9 +132,9 @@ class Faults:
                 raise ValueError(f"missing source after '@' in {part!r}")
             if name == "outlier" and source:
                 outlier_source, source = source, ""
-                if outlier_source not in KNOWN_SOURCES:
+                if outlier_source not in known_sources():
                     raise ValueError(f"unknown source {outlier_source!r} for fault 'outlier'; "
-                                     f"known: {', '.join(KNOWN_SOURCES)}")
+                                     f"known: {', '.join(known_sources())}")
             rules.append(FaultRule(name, probability, source or None))
         if outlier_source is not None:
             options.setdefault("outlier_source", outlier_source)
@@ -287,9 +287,10 @@ def _break(item: Mapping[str, Any], kind: str, style: ItemStyle) -> Any:
         if style == "coinmarketcap":
             copy.pop("slug", None)
         return copy
-    # price-string
-    if "quote" in copy and isinstance(copy["quote"], dict):
-        copy["quote"] = {code: {**q, "price": "n/a"} for code, q in copy["quote"].items()}
+    # price-string: in every quote of a CoinMarketCap item ("quote") or a CoinPaprika one ("quotes")
+    nested = "quotes" if style == "coinpaprika" else "quote"
+    if nested in copy and isinstance(copy[nested], dict):
+        copy[nested] = {code: {**q, "price": "n/a"} for code, q in copy[nested].items()}
     else:
         copy["current_price"] = "n/a"
     return copy

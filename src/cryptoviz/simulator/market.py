@@ -1,4 +1,4 @@
-"""A deterministic simulated market and the two services' views of it.
+"""A deterministic simulated market and the services' views of it.
 
 Each coin follows a geometric random walk (stablecoins hover around their peg); one step is taken every
 ``step_seconds`` of wall time. Prices, volumes and the fault schedule are a pure function of the seed and
@@ -29,6 +29,12 @@ PERIODS = ("1h", "24h", "7d", "14d", "30d", "60d", "90d", "200d", "1y")
 _PERIOD_SIGMA = {"1h": 0.006, "24h": 0.03, "7d": 0.08, "14d": 0.11, "30d": 0.16, "60d": 0.22,
                  "90d": 0.28, "200d": 0.4, "1y": 0.55}
 COINGECKO_PERIODS = ("1h", "24h", "7d", "14d", "30d", "200d", "1y")
+# CoinPaprika's percent_change_* periods -> (the reference period, the share of its log change): 15 minutes
+# are a quarter of the last hour's move, 6 hours a quarter of the day's.
+COINPAPRIKA_PERIODS: dict[str, tuple[str, float]] = {
+    "15m": ("1h", 0.25), "30m": ("1h", 0.5), "1h": ("1h", 1.0), "6h": ("24h", 0.25), "12h": ("24h", 0.5),
+    "24h": ("24h", 1.0), "7d": ("7d", 1.0), "30d": ("30d", 1.0), "1y": ("1y", 1.0),
+}
 
 # Units of each fiat currency per US dollar: fixed, simulated.
 FIAT_PER_USD: dict[str, float] = {"usd": 1.0, "eur": 0.92, "gbp": 0.79, "jpy": 151.0}
@@ -52,8 +58,13 @@ _TAGS = {
 
 
 def iso_z(moment: datetime) -> str:
-    """``2024-06-11T09:30:12.000Z``: the timestamp format both services use."""
+    """``2024-06-11T09:30:12.000Z``: the timestamp format CoinGecko and CoinMarketCap use."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def iso_seconds(moment: datetime) -> str:
+    """``2024-06-11T09:30:12Z``: CoinPaprika's timestamp format."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _number(value: float) -> float | int:
@@ -294,6 +305,17 @@ class Market:
         volume_rng = random.Random(f"{self.seed}/{source}/volume-change/{self.tick}")
         return [_coinmarketcap_item(v, rates, total_cap, volume_rng.uniform(-30, 30)) for v in views]
 
+    def coinpaprika_tickers(self, quotes: Sequence[str] = ("USD",), *, circulating: bool = True,
+                            now: datetime | None = None, price_factors: Mapping[str, float] | None = None,
+                            source: str = "coinpaprika") -> list[dict[str, Any]]:
+        """Every coin as a CoinPaprika ``/tickers`` item, by rank, with a quote per currency of ``quotes``.
+
+        ``circulating``: include ``circulating_supply`` (the paid plans do, the free plan does not).
+        """
+        views = self.view(source, now or datetime.now(UTC), price_factors)
+        rates = [(code.upper(), self._rate(code, views)) for code in quotes]
+        return [_coinpaprika_item(view, rates, circulating) for view in views]
+
 
 def _order(views: list[CoinView], order: str) -> list[CoinView]:
     if order == "market_cap_asc":
@@ -393,3 +415,44 @@ def _coinmarketcap_item(v: CoinView, rates: Mapping[str, _Rate], total_cap: floa
         "last_updated": updated,
         "quote": quote,
     }
+
+
+def _coinpaprika_quote(v: CoinView, code: str, rate: _Rate) -> dict[str, Any]:
+    price = v.price * rate.now
+    changes: dict[str, float] = {}
+    for period, (reference, share) in COINPAPRIKA_PERIODS.items():
+        then = price * (v.references[reference] * rate.at(reference) / price) ** share
+        changes[f"percent_change_{period}"] = round(_percent(price, then), 2)
+    ath = None if code == "BTC" else v.ath * rate.now  # the documentation's BTC quote has no ATH
+    return {
+        "price": price,
+        "volume_24h": v.volume_24h * rate.now,
+        "volume_24h_change_24h": round(_percent(v.volume_24h, v.volume_24h_ago), 2),
+        "market_cap": round(price * v.spec.circulating_supply),
+        "market_cap_change_24h": changes["percent_change_24h"],
+        **changes,
+        "ath_price": ath,
+        "ath_date": None if ath is None else iso_seconds(v.ath_date),
+        "percent_from_price_ath": None if ath is None else round(_percent(price, ath), 2),
+    }
+
+
+def _coinpaprika_item(v: CoinView, rates: Sequence[tuple[str, _Rate]], circulating: bool) -> dict[str, Any]:
+    spec = v.spec
+    beta = random.Random(f"beta/{spec.cg_id}")  # a coin's beta is its own, whatever the seed
+    item: dict[str, Any] = {
+        "id": spec.paprika_id,
+        "name": spec.name,
+        "symbol": spec.symbol,
+        "rank": v.rank,
+        "circulating_supply": _number(spec.circulating_supply),
+        "total_supply": _number(spec.total_supply),
+        "max_supply": _number(spec.max_supply or 0),  # CoinPaprika's "no maximum"
+        "beta_value": round(beta.uniform(-0.01, 0.01) if spec.stable else beta.uniform(0.6, 1.6), 6),
+        "first_data_at": f"{spec.date_added}T00:00:00Z",
+        "last_updated": iso_seconds(v.last_updated),
+        "quotes": {code: _coinpaprika_quote(v, code, rate) for code, rate in rates},
+    }
+    if not circulating:
+        del item["circulating_supply"]
+    return item

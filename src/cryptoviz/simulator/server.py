@@ -1,9 +1,11 @@
-"""The simulator's HTTP server: CoinGecko- and CoinMarketCap-shaped endpoints on 127.0.0.1.
+"""The simulator's HTTP server: CoinGecko-, CoinMarketCap- and CoinPaprika-shaped endpoints on 127.0.0.1.
 
 Routes:
 
 * ``GET /api/v3/ping`` and ``GET /api/v3/coins/markets`` (CoinGecko API v3);
 * ``GET /v1/cryptocurrency/listings/latest`` (CoinMarketCap Pro API; needs ``X-CMC_PRO_API_KEY``);
+* ``GET /coinpaprika/v1/tickers?quotes=USD,BTC`` (CoinPaprika API; keyless like the free plan, which
+  leaves ``circulating_supply`` out; with an ``Authorization`` key, as a paid plan, it is in);
 * ``GET /coingecko-www/en?page=N``, ``/coingecko-www/fr?page=N``, ``GET /cmc-www/?page=N``,
   ``/cmc-www/fr/?page=N``: HTML pages, 100 coins each, rendered by ``cryptoviz.simulator.pages`` when that
   module exists (404 otherwise);
@@ -47,6 +49,14 @@ COINGECKO_RATE_LIMIT_MESSAGE = (
 COINMARKETCAP_RATE_LIMIT_MESSAGE = (
     "You've exceeded your API Key's HTTP request rate limit. Rate limits reset every minute."
 )
+COINPAPRIKA_PREFIX = "/coinpaprika/v1"
+COINPAPRIKA_MAX_QUOTES = 3
+# The error faults as CoinPaprika answers them: (HTTP status, the "error" message; {key}: the key sent).
+COINPAPRIKA_ERRORS: dict[str, tuple[int, str]] = {
+    "rate-limit": (429, "you have reached maximum request limit"),
+    "server-error": (500, "internal server error"),
+    "bad-key": (403, "invalid API key: {key}"),
+}
 _COINGECKO_ORDERS = ("market_cap_desc", "market_cap_asc", "volume_desc", "volume_asc", "id_asc", "id_desc")
 _HTML_LANGS = {"en": ("usd", "USD"), "fr": ("eur", "EUR")}
 
@@ -145,7 +155,7 @@ class _Handler(BaseHTTPRequestHandler):
         simulator = cast(_Server, self.server).simulator
         try:
             response = simulator._handle(self.path, self.headers.get("X-CMC_PRO_API_KEY"),
-                                         self.headers.get("x-cg-demo-api-key"))
+                                         self.headers.get("x-cg-demo-api-key"), self.headers.get("Authorization"))
         except Exception:  # the simulator must answer, whatever went wrong
             logger.exception("simulator failed on %s", self.path)
             response = _text(500, "simulator error\n")
@@ -241,6 +251,7 @@ class Simulator:
             "coinmarketcap_api_key": API_KEY_PLACEHOLDER,
             "coingecko_html_base_url": f"{self.url}/coingecko-www",
             "coinmarketcap_html_base_url": f"{self.url}/cmc-www",
+            "coinpaprika_base_url": f"{self.url}{COINPAPRIKA_PREFIX}",
         }
 
     def env_lines(self) -> list[str]:
@@ -271,7 +282,8 @@ class Simulator:
         with self._stats_lock:
             self._routes[route] += 1
 
-    def _handle(self, target: str, api_key: str | None, coingecko_key: str | None = None) -> _Response:
+    def _handle(self, target: str, api_key: str | None, coingecko_key: str | None = None,
+                paprika_key: str | None = None) -> _Response:
         split = urlsplit(target)
         path, query = split.path, parse_qs(split.query, keep_blank_values=True)
         now = datetime.now(UTC)
@@ -286,6 +298,9 @@ class Simulator:
         if path == "/v1/cryptocurrency/listings/latest":
             self._count(path)
             return self._coinmarketcap_listings(query, api_key)
+        if path == f"{COINPAPRIKA_PREFIX}/tickers":
+            self._count(path)
+            return self._coinpaprika_tickers(query, paprika_key)
         if path == "/_sim/stats":
             return _json(200, self.stats())
         if path == "/coingecko-www" or path.startswith("/coingecko-www/"):
@@ -293,6 +308,8 @@ class Simulator:
         if path == "/cmc-www" or path.startswith("/cmc-www/"):
             return self._coinmarketcap_html(path.removeprefix("/cmc-www").strip("/"), query)
         self._count("not-found")
+        if path.startswith(f"{COINPAPRIKA_PREFIX}/"):
+            return _json(404, {"error": "not found"})
         if path.startswith("/api/"):
             return _json(404, {"error": "Incorrect path. Please check https://docs.coingecko.com/"})
         if path.startswith("/v1/"):
@@ -387,6 +404,25 @@ class Simulator:
         status = _cmc_status(datetime.now(UTC), elapsed=round((time.perf_counter() - began) * 1000),
                              credit_count=credits, total_count=len(items))
         response = _json(200, {"status": status, "data": data})
+        return _garbage(response, decision) if decision.error == "garbage" else response
+
+    # --- CoinPaprika API -------------------------------------------------------------------------
+
+    def _coinpaprika_tickers(self, query: Query, api_key: str | None) -> _Response:
+        codes = [c.strip().upper() for c in (_param(query, "quotes") or "USD").split(",") if c.strip()]
+        if not codes or len(codes) > COINPAPRIKA_MAX_QUOTES or any(
+                c.lower() not in SUPPORTED_CURRENCIES for c in codes):
+            return _json(400, {"error": "invalid quotes"})
+        decision = self._decide("coinpaprika", first_page=True)  # one request is the whole cycle
+        fault = COINPAPRIKA_ERRORS.get(decision.error or "")
+        if fault is not None:
+            status, message = fault
+            return _json(status, {"error": message.format(key=api_key or "")},
+                         {"Retry-After": "1"} if status == 429 else None)
+        with self._market_lock:
+            items = self.market.coinpaprika_tickers(codes, circulating=bool((api_key or "").strip()),
+                                                    price_factors=self._factors(decision))
+        response = _json(200, self._maybe_corrupt(items, decision, "coinpaprika"))
         return _garbage(response, decision) if decision.error == "garbage" else response
 
     # --- HTML pages ------------------------------------------------------------------------------

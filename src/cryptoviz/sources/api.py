@@ -11,15 +11,19 @@ from pydantic import SecretStr
 
 from cryptoviz.config import Settings
 from cryptoviz.errors import SourceError
-from cryptoviz.sources.base import RawPage, utc_now
+from cryptoviz.sources.base import RawPage
 from cryptoviz.sources.http import BreakerState, HttpClient, redact_error
+from cryptoviz.sources.spec import RequestBudget
+from cryptoviz.timeutil import utc_now
 
 
 class ApiSource:
-    """Base of the API sources; a subclass names itself, its key header, and sets its rate limit."""
+    """Base of the API sources; a subclass names itself, its key header, and sets its rate limit (or names
+    the ``budget`` whose rate limit this base class gives its source in the ``HttpClient``)."""
 
     name: str
     key_header: str
+    budget: RequestBudget | None = None
 
     def __init__(self, settings: Settings, http: HttpClient, key: SecretStr | None, *,
                  now: Callable[[], datetime] = utc_now) -> None:
@@ -27,6 +31,8 @@ class ApiSource:
         self._http = http
         self._now = now
         self._key = key.get_secret_value() if key is not None and key.get_secret_value() else None
+        if self.budget is not None:
+            http.set_rate_limit(self.name, self.budget.per_minute, self.budget.burst)
 
     @property
     def breaker_state(self) -> BreakerState:

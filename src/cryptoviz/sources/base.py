@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
 
 from cryptoviz.models import ParseResult
 
@@ -27,12 +27,9 @@ class RawPage:
 ParseFn = Callable[[bytes, datetime, str], ParseResult]
 
 
-def utc_now() -> datetime:
-    """When a page was fetched; sources take a clock argument so tests can pin it."""
-    return datetime.now(UTC)
+class PullSource(Protocol):
+    """A source fetched once per cycle (or per its own interval): APIs and web pages."""
 
-
-class Source(Protocol):
     name: str
 
     def fetch(self) -> list[RawPage]:
@@ -42,6 +39,43 @@ class Source(Protocol):
     def parse(self, page: RawPage) -> ParseResult:
         """Pure: delegate to the module's parse function."""
         ...
+
+
+@runtime_checkable
+class PushSource(Protocol):
+    """A source that pushes: a background connection (started and stopped with the pipeline) receives
+    frames; each cycle the collector takes the frames received since the last one, parses them and keeps
+    the latest quote per coin, so a quiet coin keeps its last value while it is fresh.
+
+    A frame is a :class:`RawPage` with ``extension`` :data:`FRAME` and ``fetched_at`` = receive time:
+    recorded and replayed like pages.
+    """
+
+    name: str
+
+    def start(self) -> None:
+        """Open the connection in the background; returns at once."""
+        ...
+
+    def stop(self) -> None:
+        """Close the connection; frames not taken yet may be dropped."""
+        ...
+
+    def take_frames(self) -> list[RawPage]:
+        """The frames received since the last call, oldest first."""
+        ...
+
+    def parse(self, page: RawPage) -> ParseResult:
+        """Pure: the quotes of one frame."""
+        ...
+
+
+Source = PullSource | PushSource
+FRAME = "frame"  # RawPage.extension of a pushed frame
+
+
+def is_push(source: object) -> bool:
+    return isinstance(source, PushSource)
 
 
 # --- text from the outside world -------------------------------------------------------------------

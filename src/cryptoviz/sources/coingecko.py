@@ -27,7 +27,7 @@ from cryptoviz.config import Settings
 from cryptoviz.errors import ParseError, SourceError, TerminalSourceError, TransientSourceError
 from cryptoviz.models import ParseResult, SourceQuote
 from cryptoviz.sources.api import ApiSource
-from cryptoviz.sources.base import RawPage, brief_text, printable, utc_now
+from cryptoviz.sources.base import RawPage, brief_text, printable
 from cryptoviz.sources.fields import (
     ItemRejected,
     collect,
@@ -39,12 +39,17 @@ from cryptoviz.sources.fields import (
     read_timestamp,
 )
 from cryptoviz.sources.http import HttpClient, fetch_pages, http_status_error
+from cryptoviz.sources.spec import IdNamespace, RequestBudget, SourceSpec
+from cryptoviz.timeutil import utc_now
 
 SOURCE = "coingecko"
 MAX_PER_PAGE = 250  # the API's own limit
 MAX_PAGES = 200  # top_n=all: ~17k coins is ~70 pages today; this only stops a runaway loop
-KEYLESS_RATE = (10, 2)  # requests per minute, burst: keyless limits are low and per IP
-DEMO_KEY_RATE = (30, 5)
+# Keyless limits are low and per IP; a demo key raises them.
+KEYLESS_BUDGET = RequestBudget(per_minute=10, burst=2)
+DEMO_KEY_BUDGET = RequestBudget(per_minute=30, burst=5)
+# CoinGecko ids, shared by the API and coingecko.com's pages; a coin CoinGecko knows is stored under its id.
+COINGECKO_IDS = IdNamespace("coingecko", ids_are_slugs=True, canonical=True, column="coingecko_id")
 _KEY_HINT = ("check CRYPTOVIZ_COINGECKO_API_KEY (a demo key works with https://api.coingecko.com/api/v3), "
              "or unset it to collect without a key")
 _KEY_ERROR_CODES = frozenset({401, 10002, 10005, 10010, 10011})
@@ -191,8 +196,8 @@ class CoinGeckoSource(ApiSource):
 
     def __init__(self, settings: Settings, http: HttpClient, *, now: Callable[[], datetime] = utc_now) -> None:
         super().__init__(settings, http, settings.coingecko_api_key, now=now)
-        rate, burst = DEMO_KEY_RATE if self._key else KEYLESS_RATE
-        http.set_rate_limit(self.name, rate, burst)
+        budget = DEMO_KEY_BUDGET if self._key else KEYLESS_BUDGET
+        http.set_rate_limit(self.name, budget.per_minute, budget.burst)
 
     @property
     def url(self) -> str:
@@ -213,3 +218,10 @@ class CoinGeckoSource(ApiSource):
 
     def parse(self, page: RawPage) -> ParseResult:
         return parse_markets(page.body, page.fetched_at, self._settings.vs_currency)
+
+
+SPEC = SourceSpec(
+    name=SOURCE, title="CoinGecko API (GET /coins/markets)", kind="pull", namespace=COINGECKO_IDS, trust=0.8,
+    parse=parse_markets, build=CoinGeckoSource, budget=KEYLESS_BUDGET,
+    settings=("coingecko_base_url", "coingecko_api_key"), default=lambda settings: True,
+)

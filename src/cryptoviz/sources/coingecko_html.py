@@ -44,7 +44,18 @@ from datetime import UTC, datetime
 
 from cryptoviz.models import ParseResult
 from cryptoviz.sources import selectors as sel
-from cryptoviz.sources.html import HtmlPageSource, Site, TableLayout, find_table, not_the_list, read_table, with_coins
+from cryptoviz.sources.coingecko import COINGECKO_IDS
+from cryptoviz.sources.html import (
+    PAGE_BUDGET,
+    HtmlPageSource,
+    Site,
+    TableLayout,
+    find_table,
+    not_the_list,
+    read_table,
+    with_coins,
+)
+from cryptoviz.sources.spec import SourceSpec
 
 SOURCE = "coingecko-html"
 
@@ -93,3 +104,10 @@ class CoinGeckoHtmlSource(HtmlPageSource):
     name = SOURCE
     site = Site(base_url=lambda settings: settings.coingecko_html_base_url, page_url=page_url,
                 parse_page=parse_page, row_count=coin_row_count)
+
+
+SPEC = SourceSpec(
+    name=SOURCE, title="coingecko.com coin list pages (scraped)", kind="pull", namespace=COINGECKO_IDS,
+    trust=0.6, parse=parse_page, build=CoinGeckoHtmlSource, budget=PAGE_BUDGET,
+    settings=("coingecko_html_base_url",), extension="html",
+)

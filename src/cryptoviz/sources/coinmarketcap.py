@@ -29,7 +29,7 @@ from cryptoviz.config import Settings
 from cryptoviz.errors import ParseError, SourceError, TerminalSourceError, TransientSourceError
 from cryptoviz.models import ParseResult, SourceQuote
 from cryptoviz.sources.api import ApiSource
-from cryptoviz.sources.base import MAX_SOURCE_ID, RawPage, brief_text, checked_text, printable, utc_now
+from cryptoviz.sources.base import MAX_SOURCE_ID, RawPage, brief_text, checked_text, printable
 from cryptoviz.sources.fields import (
     ItemRejected,
     collect,
@@ -44,12 +44,20 @@ from cryptoviz.sources.fields import (
     read_timestamp,
 )
 from cryptoviz.sources.http import HttpClient, fetch_pages, http_status_error
+from cryptoviz.sources.spec import IdNamespace, RequestBudget, SourceSpec
+from cryptoviz.timeutil import utc_now
 
 SOURCE = "coinmarketcap"
 MAX_LIMIT = 5000  # the API's own limit per request
 MAX_PAGES = 40  # top_n=all: stops a runaway loop (200k coins)
-DEFAULT_RATE = (30, 5)  # requests per minute, burst: the free plan's limit
+BUDGET = RequestBudget(per_minute=30, burst=5)  # the free plan's limit
 KEY_VAR = "CRYPTOVIZ_COINMARKETCAP_API_KEY"
+# CoinMarketCap's numeric ids, shared by the API and coinmarketcap.com's pages.
+COINMARKETCAP_IDS = IdNamespace("coinmarketcap", column="coinmarketcap_id")
+NO_KEY_WARNING = (
+    f"coinmarketcap: no {KEY_VAR} set, source skipped (get a free key at coinmarketcap.com/api, "
+    "or add coinmarketcap-html to CRYPTOVIZ_SOURCES)"
+)
 
 # Rate-limit codes -> (what was hit, seconds before trying again).
 _RATE_LIMITS: dict[int, tuple[str, float]] = {
@@ -274,7 +282,7 @@ class CoinMarketCapSource(ApiSource):
 
     def __init__(self, settings: Settings, http: HttpClient, *, now: Callable[[], datetime] = utc_now) -> None:
         super().__init__(settings, http, settings.coinmarketcap_api_key, now=now)
-        http.set_rate_limit(self.name, *DEFAULT_RATE)
+        http.set_rate_limit(self.name, BUDGET.per_minute, BUDGET.burst)
 
     @property
     def url(self) -> str:
@@ -295,3 +303,17 @@ class CoinMarketCapSource(ApiSource):
 
     def parse(self, page: RawPage) -> ParseResult:
         return parse_listings(page.body, page.fetched_at, self._settings.vs_currency)
+
+
+SPEC = SourceSpec(
+    name=SOURCE, title="CoinMarketCap API (GET /v1/cryptocurrency/listings/latest)", kind="pull",
+    namespace=COINMARKETCAP_IDS, trust=0.9, parse=parse_listings, build=CoinMarketCapSource, budget=BUDGET,
+    settings=("coinmarketcap_base_url", "coinmarketcap_api_key"), key_setting="coinmarketcap_api_key",
+    missing_key=NO_KEY_WARNING, default=lambda settings: has_key(settings),
+)
+
+
+def has_key(settings: Settings) -> bool:
+    """Whether a CoinMarketCap key is set (then the API runs by default, else the site's pages)."""
+    key = settings.coinmarketcap_api_key
+    return key is not None and bool(key.get_secret_value().strip())

@@ -41,11 +41,12 @@ from cryptoviz.errors import ParseError
 from cryptoviz.models import ParseResult
 from cryptoviz.sources import selectors as sel
 from cryptoviz.sources.base import brief_text
-from cryptoviz.sources.coinmarketcap import ItemLayout
+from cryptoviz.sources.coinmarketcap import COINMARKETCAP_IDS, ItemLayout, has_key
 from cryptoviz.sources.coinmarketcap import parse_items as parse_layout_items
 from cryptoviz.sources.fields import ItemRejected, read_container
 from cryptoviz.sources.html import (
     NUMERIC_ROLES,
+    PAGE_BUDGET,
     HtmlPageSource,
     RowError,
     RowExtras,
@@ -57,6 +58,7 @@ from cryptoviz.sources.html import (
     with_coins,
 )
 from cryptoviz.sources.numbers import parse_detailed
+from cryptoviz.sources.spec import SourceSpec
 
 logger = logging.getLogger(__name__)
 
@@ -226,3 +228,12 @@ class CoinMarketCapHtmlSource(HtmlPageSource):
     name = SOURCE
     site = Site(base_url=lambda settings: settings.coinmarketcap_html_base_url, page_url=page_url,
                 parse_page=parse_page, row_count=coin_row_count)
+
+
+SPEC = SourceSpec(
+    name=SOURCE, title="coinmarketcap.com coin list pages (scraped)", kind="pull", namespace=COINMARKETCAP_IDS,
+    trust=0.7, parse=parse_page, build=CoinMarketCapHtmlSource, budget=PAGE_BUDGET,
+    settings=("coinmarketcap_html_base_url",), extension="html",
+    # Without a CoinMarketCap key its pages stand in for the API.
+    default=lambda settings: not has_key(settings),
+)

@@ -37,12 +37,16 @@ def got(value: Any) -> str:
     return f"got {type(value).__name__} {value!r:.40}"
 
 
-def read_number(obj: dict[str, Any], name: str, prefix: str = "") -> float | None:
-    """A JSON number (int or float) as float; null or absent -> None. Range checks belong to validation."""
+def read_number(obj: dict[str, Any], name: str, prefix: str = "", *, blank: bool = False) -> float | None:
+    """A JSON number (int or float) as float; null or absent -> None. Range checks belong to validation.
+
+    ``blank``: an empty string is absent too (for sources that send ``""`` for a value they lack)."""
     value = obj.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
+        if blank and value == "":
+            return None
         raise ItemRejected(prefix + name, "not_a_number", got(value))
     try:
         return float(value)

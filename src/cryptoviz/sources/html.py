@@ -24,8 +24,10 @@ from cryptoviz.config import Settings
 from cryptoviz.errors import ParseError, SourceError, TerminalSourceError, TransientSourceError
 from cryptoviz.models import ParseResult, Rejection, SourceQuote
 from cryptoviz.sources import selectors as sel
-from cryptoviz.sources.base import MAX_SYMBOL, MAX_TEXT, ParseFn, RawPage, checked_text, printable, utc_now
+from cryptoviz.sources.base import MAX_SYMBOL, MAX_TEXT, ParseFn, RawPage, checked_text, printable
 from cryptoviz.sources.numbers import currency_code, parse_number
+from cryptoviz.sources.spec import RequestBudget
+from cryptoviz.timeutil import utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,7 @@ MAX_PAGES = 400
 # Pages per minute, burst: gentler than the APIs (a public site, no agreed budget), while a default
 # cycle (top_n=250: 3 pages) still goes out at once and the bucket refills well before the next one.
 PAGE_RATE = (6, 3)
+PAGE_BUDGET = RequestBudget(per_minute=PAGE_RATE[0], burst=PAGE_RATE[1])
 
 # A current desktop Chrome; the sites serve the full server-rendered page to it.
 BROWSER_HEADERS: dict[str, str] = {

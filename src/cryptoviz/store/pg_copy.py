@@ -4,38 +4,47 @@ Per batch, in the caller's one transaction:
 
 1. ``COPY ... FROM STDIN (FORMAT BINARY)`` of one row per snapshot into a session-local staging table
    (``TEMPORARY ... ON COMMIT DELETE ROWS``: created once per database session, emptied by every commit,
-   never WAL-logged);
+   never WAL-logged). Each coin's latest row in the batch is flagged while the rows are built, with the
+   coin's earliest observation in the batch, so the merges need no ``DISTINCT ON`` or window function;
 2. one ``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` each for ``currencies`` and ``currency_data``
-   (foreign keys: the coins first);
+   (foreign keys: the coins first), from the flagged rows;
 3. the new rows, optimistically, inside a savepoint: a plain ``INSERT ... SELECT`` of the staged rows into
-   ``currency_data_history`` and a binary ``COPY`` of the source values straight into ``source_quotes``.
+   ``currency_data_history`` (sent with both merges in one round trip) and a binary ``COPY`` of the source
+   values straight into ``source_quotes``.
    A batch that holds a row already stored (a redelivery after a crash or a rebalance) or the same key
    twice fails that with a unique violation; it is then rolled back to the savepoint and done the
    idempotent way: the source values are staged too and both tables get ``INSERT ... SELECT DISTINCT ON
    ... ON CONFLICT DO NOTHING``. Plain inserts skip the conflict arbitration, and the source values
    (two or more rows per snapshot) skip the staging table, which makes the usual batch markedly cheaper.
 
-The statements reproduce :func:`cryptoviz.store.writer.snapshot_rows` plus the upserts of the generic
-path exactly: within a batch the latest observation of a key wins (``DISTINCT ON`` ordered by time, then
-by position in the batch, the later one winning a tie), ``first_seen_at`` is the earliest observation;
+The statements reproduce :func:`cryptoviz.store.writer.snapshot_rows` plus the upserts of the SQL sink
+exactly: within a batch the latest observation of a key wins (by time, then by position in the batch,
+the later one winning a tie), ``first_seen_at`` is the earliest observation;
 against the tables, a current row is only replaced by a newer-or-equal ``observed_at``, ids are
 coalesced, and history and source quotes are insert-only, so a replayed batch adds no row. The inserted
 counts come from the command tags (or the number of rows copied when nothing conflicted).
 
-The only per-row Python work is building the tuple that ``copy.write_row`` encodes (in C).
+The only per-row Python work is building the tuple that ``copy.write_row`` encodes (in C), done while
+the rows are copied: the server works on the rows already sent meanwhile.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import psycopg
 import sqlalchemy as sa
+from psycopg import sql
 
 from cryptoviz.errors import StoreError
+from cryptoviz.gcpause import paused_gc
 from cryptoviz.models import CoinSnapshot
+from cryptoviz.store.engine import redact
+from cryptoviz.store.sink import WriteResult
+from cryptoviz.timeutil import utc_now
 
 STAGE_SNAPSHOTS = "cryptoviz_stage_snapshots"
 STAGE_QUOTES = "cryptoviz_stage_quotes"
@@ -45,11 +54,15 @@ _READY = "cryptoviz_pg_copy_staging"  # key in the pooled DBAPI connection's inf
 # out-of-range or too long value fails the batch exactly like a direct INSERT into the table would.
 _SNAPSHOT_COLUMNS = (
     ("seq", "int4"), ("currency_id", "text"), ("symbol", "text"), ("name", "text"), ("slug", "text"),
-    ("coingecko_id", "text"), ("coinmarketcap_id", "text"), ("rank", "int8"), ("price", "float8"),
+    ("coingecko_id", "text"), ("coinmarketcap_id", "text"), ("source_ids", "text"), ("rank", "int8"),
+    ("price", "float8"),
     ("market_cap", "float8"), ("volume_24h", "float8"), ("change_1h", "float8"), ("change_24h", "float8"),
     ("change_7d", "float8"), ("circulating_supply", "float8"), ("total_supply", "float8"),
     ("max_supply", "float8"), ("confidence", "float8"), ("n_sources", "int8"), ("sources", "text"),
     ("currency", "text"), ("observed_at", "timestamptz"),
+    # The latest row of each coin in the batch (see _Batch), which alone carries the coin's earliest
+    # observation in the batch.
+    ("latest", "bool"), ("first_seen_at", "timestamptz"),
 )
 _QUOTE_COLUMNS = (
     ("seq", "int4"), ("currency_id", "text"), ("source", "text"), ("observed_at", "timestamptz"),
@@ -76,24 +89,24 @@ QUOTE_TYPES = [type_ for _, type_ in _QUOTE_COLUMNS]
 COPY_SOURCE_QUOTES = (f"COPY source_quotes ({', '.join(name for name, _ in _QUOTE_COLUMNS[1:])}) "
                       "FROM STDIN (FORMAT BINARY)")
 SOURCE_QUOTE_TYPES = QUOTE_TYPES[1:]
-SAVEPOINT = "cryptoviz_new_rows"
 
-# The latest observation of each coin in the batch (a later position wins a tie). Rows are merged in key
-# order, so concurrent writers lock rows in the same order.
+# The latest observation of each coin in the batch (flagged while staging). Rows are merged in key order,
+# so concurrent writers lock rows in the same order.
 MERGE_CURRENCIES = f"""
 INSERT INTO currencies AS c
-    (id, symbol, name, slug, coingecko_id, coinmarketcap_id, first_seen_at, last_seen_at)
-SELECT DISTINCT ON (currency_id)
-    currency_id, symbol, name, slug, coingecko_id, coinmarketcap_id,
-    min(observed_at) OVER (PARTITION BY currency_id), observed_at
+    (id, symbol, name, slug, coingecko_id, coinmarketcap_id, source_ids, first_seen_at, last_seen_at)
+SELECT currency_id, symbol, name, slug, coingecko_id, coinmarketcap_id, source_ids::jsonb, first_seen_at,
+    observed_at
 FROM {STAGE_SNAPSHOTS}
-ORDER BY currency_id, observed_at DESC, seq DESC
+WHERE latest
+ORDER BY currency_id
 ON CONFLICT (id) DO UPDATE SET
     symbol = EXCLUDED.symbol,
     name = EXCLUDED.name,
     slug = coalesce(EXCLUDED.slug, c.slug),
     coingecko_id = coalesce(EXCLUDED.coingecko_id, c.coingecko_id),
     coinmarketcap_id = coalesce(EXCLUDED.coinmarketcap_id, c.coinmarketcap_id),
+    source_ids = coalesce(c.source_ids, '{{}}'::jsonb) || EXCLUDED.source_ids,
     first_seen_at = CASE WHEN EXCLUDED.first_seen_at < c.first_seen_at
                          THEN EXCLUDED.first_seen_at ELSE c.first_seen_at END,
     last_seen_at = CASE WHEN EXCLUDED.last_seen_at > c.last_seen_at
@@ -103,15 +116,18 @@ ON CONFLICT (id) DO UPDATE SET
 _CURRENT = ("rank", "price", "market_cap", "volume_24h", "change_1h", "change_24h", "change_7d",
             "circulating_supply", "total_supply", "max_supply", "confidence", "n_sources", "sources",
             "currency", "observed_at")
+# ``{now}``: the write time, as an SQL literal (see _MERGE_AND_INSERT_HEAD).
 MERGE_CURRENT = f"""
 INSERT INTO currency_data AS d (currency_id, {", ".join(_CURRENT)}, updated_at)
-SELECT DISTINCT ON (currency_id) currency_id, {", ".join(_CURRENT)}, %(now)s::timestamptz
+SELECT currency_id, {", ".join(_CURRENT)}, {{now}}
 FROM {STAGE_SNAPSHOTS}
-ORDER BY currency_id, observed_at DESC, seq DESC
+WHERE latest
+ORDER BY currency_id
 ON CONFLICT (currency_id) DO UPDATE SET
     {", ".join(f"{c} = EXCLUDED.{c}" for c in (*_CURRENT, "updated_at"))}
 WHERE d.observed_at <= EXCLUDED.observed_at
 """
+SAVEPOINT = "cryptoviz_new_rows"
 
 _HISTORY = ("currency_id", "observed_at", "rank", "price", "market_cap", "volume_24h", "change_1h",
             "change_24h", "change_7d", "confidence", "n_sources", "sources", "currency")
@@ -119,6 +135,12 @@ INSERT_HISTORY_NEW = f"""
 INSERT INTO currency_data_history ({", ".join(_HISTORY)})
 SELECT {", ".join(_HISTORY)} FROM {STAGE_SNAPSHOTS}
 """
+# Both merges, the savepoint and the optimistic history insert in one round trip (simple query protocol:
+# no parameters, so the write time goes in as a literal, between these two parts). Only the last
+# statement can meet an existing row.
+_MERGE_AND_INSERT_HEAD, _MERGE_AND_INSERT_TAIL = ";\n".join(
+    (MERGE_CURRENCIES.strip(), MERGE_CURRENT.strip(), f"SAVEPOINT {SAVEPOINT}", INSERT_HISTORY_NEW.strip())
+).split("{now}")
 INSERT_HISTORY = f"""
 INSERT INTO currency_data_history ({", ".join(_HISTORY)})
 SELECT DISTINCT ON (currency_id, observed_at) {", ".join(_HISTORY)}
@@ -138,50 +160,83 @@ ON CONFLICT DO NOTHING
 """
 
 
-def _aware(value: datetime) -> datetime:
-    """Naive times are UTC (as on SQLite); aware ones are sent as the instant they name."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+class _Batch:
+    """One batch, ready to stage: each snapshot's ``observed_at`` as an aware time, and which rows are the
+    latest of their coin.
 
-
-def staging_rows(snapshots: Sequence[CoinSnapshot]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """(snapshot rows, source-value rows) in batch order.
-
-    Snapshot rows follow the staging table's columns; source-value rows follow ``source_quotes``'s (the
-    staging table's without its leading ``seq``).
+    The latest row of a coin has the latest ``observed_at`` (the later position wins a tie); it feeds
+    ``currencies`` and ``currency_data`` and carries the coin's earliest ``observed_at`` in the batch
+    (``first_seen_at``). Every row feeds the history. Rows are built while they are copied, so building
+    and encoding overlap with the server's work on the rows already sent.
     """
-    snap_rows: list[tuple[Any, ...]] = []
-    quote_rows: list[tuple[Any, ...]] = []
-    add_snap = snap_rows.append
-    add_quote = quote_rows.append
-    for s in snapshots:
-        observed = s.observed_at
-        if observed.tzinfo is None:
-            observed = observed.replace(tzinfo=UTC)
-        coin = s.coin_id
-        used: list[str] = []
-        for v in s.sources:
-            last = v.last_updated
-            if last is not None and last.tzinfo is None:
-                last = last.replace(tzinfo=UTC)
-            add_quote((coin, v.source, observed, v.source_id, v.price, v.market_cap, v.volume_24h, last, v.used,
-                       v.dropped_reason))
-            if v.used:
-                used.append(v.source)
-        add_snap((len(snap_rows), coin, s.symbol, s.name, s.slug, s.coingecko_id, s.coinmarketcap_id, s.rank,
-                  s.price, s.market_cap, s.volume_24h, s.change_1h, s.change_24h, s.change_7d,
-                  s.circulating_supply, s.total_supply, s.max_supply, s.confidence, len(used) or 1,
-                  ",".join(used)[:200], s.currency, observed))
-    return snap_rows, quote_rows
+
+    __slots__ = ("first_seen", "observed", "quotes", "snapshots")
+
+    def __init__(self, snapshots: Sequence[CoinSnapshot]) -> None:
+        self.snapshots = snapshots
+        observed: list[datetime] = []
+        latest: dict[str, int] = {}  # coin -> position of its latest snapshot so far
+        first: dict[str, datetime] = {}  # coin -> its earliest observation so far
+        quotes = 0
+        for i, s in enumerate(snapshots):
+            at = s.observed_at
+            if at.tzinfo is None:
+                at = at.replace(tzinfo=UTC)
+            observed.append(at)
+            quotes += len(s.sources)
+            coin = s.coin_id
+            j = latest.get(coin)
+            if j is None:
+                latest[coin] = i
+                first[coin] = at
+            else:
+                if at >= observed[j]:
+                    latest[coin] = i
+                if at < first[coin]:
+                    first[coin] = at
+        self.observed = observed
+        self.first_seen = {i: first[coin] for coin, i in latest.items()}  # latest position -> first seen
+        self.quotes = quotes  # source values in the batch
+
+    def snapshot_rows(self) -> Iterator[tuple[Any, ...]]:
+        """Staging rows, in batch order and the staging table's column order."""
+        dumps = orjson.dumps
+        first_seen = self.first_seen.get
+        seq = 0
+        for s, observed in zip(self.snapshots, self.observed, strict=True):
+            ids: dict[str, str] = {}  # each source's id of the coin (a later value of a source wins)
+            used: list[str] = []
+            for v in s.sources:
+                source = v.source
+                ids[source] = v.source_id
+                if v.used:
+                    used.append(source)
+            first = first_seen(seq)
+            yield (seq, s.coin_id, s.symbol, s.name, s.slug, s.coingecko_id, s.coinmarketcap_id, dumps(ids).decode(),
+                   s.rank, s.price, s.market_cap, s.volume_24h, s.change_1h, s.change_24h, s.change_7d,
+                   s.circulating_supply, s.total_supply, s.max_supply, s.confidence, len(used) or 1,
+                   ",".join(used)[:200], s.currency, observed, first is not None, first)
+            seq += 1
+
+    def quote_rows(self) -> Iterator[tuple[Any, ...]]:
+        """``source_quotes`` rows (in its column order), in batch order."""
+        for s, observed in zip(self.snapshots, self.observed, strict=True):
+            coin = s.coin_id
+            for v in s.sources:
+                last = v.last_updated
+                if last is not None and last.tzinfo is None:
+                    last = last.replace(tzinfo=UTC)
+                yield (coin, v.source, observed, v.source_id, v.price, v.market_cap, v.volume_24h, last, v.used,
+                       v.dropped_reason)
 
 
-def _copy_rows(cur: psycopg.Cursor[Any], statement: str, types: list[str], rows: list[tuple[Any, ...]]) -> None:
-    if not rows:
-        return
+def _copy_rows(cur: psycopg.Cursor[Any], statement: str, types: list[str], rows: Iterable[Sequence[Any]]) -> None:
     with cur.copy(statement) as copy:
         copy.set_types(types)
         write = copy.write_row
-        for row in rows:
-            write(row)
+        with paused_gc():  # rows built here: many small acyclic objects, nothing for the cyclic collector
+            for row in rows:
+                write(row)
 
 
 def write_batch(conn: sa.Connection, snapshots: Sequence[CoinSnapshot], now: datetime) -> tuple[int, int]:
@@ -195,16 +250,14 @@ def write_batch(conn: sa.Connection, snapshots: Sequence[CoinSnapshot], now: dat
     raw = pooled.driver_connection
     if not isinstance(raw, psycopg.Connection):
         raise StoreError(f"the PostgreSQL COPY path needs psycopg 3, got {type(raw).__module__}")
-    snap_rows, quote_rows = staging_rows(snapshots)
+    batch = _Batch(snapshots)
     try:
         with raw.cursor() as cur:
             if not pooled.info.get(_READY):
                 for statement in CREATE_STAGING:
                     cur.execute(statement)
-            _copy_rows(cur, COPY_SNAPSHOTS, SNAPSHOT_TYPES, snap_rows)
-            cur.execute(MERGE_CURRENCIES)
-            cur.execute(MERGE_CURRENT, {"now": now})
-            return _insert_new_rows(cur, quote_rows)
+            _copy_rows(cur, COPY_SNAPSHOTS, SNAPSHOT_TYPES, batch.snapshot_rows())
+            return _merge_and_insert(cur, sql.Literal(now).as_string(raw), batch)
     except psycopg.Error as exc:
         text = str(exc).strip()
         raise StoreError(f"{type(exc).__name__}: {text.splitlines()[0] if text else 'refused'}") from exc
@@ -212,25 +265,27 @@ def write_batch(conn: sa.Connection, snapshots: Sequence[CoinSnapshot], now: dat
         raise StoreError(f"a value of the batch cannot be stored: {type(exc).__name__}: {exc}") from exc
 
 
-def _insert_new_rows(cur: psycopg.Cursor[Any], quote_rows: list[tuple[Any, ...]]) -> tuple[int, int]:
-    """History and source-quote rows: plain inserts when none exists yet, else the idempotent merge."""
-    cur.execute(f"SAVEPOINT {SAVEPOINT}")
+def _merge_and_insert(cur: psycopg.Cursor[Any], now: str, batch: _Batch) -> tuple[int, int]:
+    """The merges, then history and source-quote rows: plain inserts when none exists yet, else the
+    idempotent merge. ``now`` is the write time as an SQL literal."""
     try:
-        cur.execute(INSERT_HISTORY_NEW)
+        cur.execute(_MERGE_AND_INSERT_HEAD + now + _MERGE_AND_INSERT_TAIL)
+        while cur.nextset():  # the history insert's command tag is the last result
+            pass
         history = max(cur.rowcount, 0)
-        _copy_rows(cur, COPY_SOURCE_QUOTES, SOURCE_QUOTE_TYPES, quote_rows)
+        if batch.quotes:
+            _copy_rows(cur, COPY_SOURCE_QUOTES, SOURCE_QUOTE_TYPES, batch.quote_rows())
     except psycopg.errors.UniqueViolation:
         # Rows already stored (a redelivered batch) or one key twice in the batch: skip what exists.
         cur.execute(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
         cur.execute(INSERT_HISTORY)
         history = max(cur.rowcount, 0)
-        if not quote_rows:
+        if not batch.quotes:
             return history, 0
-        _copy_rows(cur, COPY_QUOTES, QUOTE_TYPES, [(seq, *row) for seq, row in enumerate(quote_rows)])
+        _copy_rows(cur, COPY_QUOTES, QUOTE_TYPES, ((seq, *row) for seq, row in enumerate(batch.quote_rows())))
         cur.execute(INSERT_QUOTES)
         return history, max(cur.rowcount, 0)
-    cur.execute(f"RELEASE SAVEPOINT {SAVEPOINT}")
-    return history, len(quote_rows)
+    return history, batch.quotes  # the commit releases the savepoint
 
 
 def mark_ready(info: dict[Any, Any]) -> None:
@@ -241,3 +296,34 @@ def mark_ready(info: dict[Any, Any]) -> None:
 def forget(info: dict[Any, Any]) -> None:
     """Check for the staging tables again on the next batch of this session (after a failed batch)."""
     info.pop(_READY, None)
+
+
+class PostgresCopySink:
+    """The PostgreSQL sink: each batch staged with binary COPY and merged, in one transaction."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        if engine.dialect.name != "postgresql":
+            raise StoreError(f"the COPY sink writes to PostgreSQL, not {engine.dialect.name}")
+        self.engine = engine
+
+    def close(self) -> None:
+        """Nothing of its own to release: the engine belongs to the caller."""
+
+    def write(self, snapshots: Sequence[CoinSnapshot]) -> WriteResult:
+        if not snapshots:
+            return WriteResult(0, 0, 0)
+        info: dict[Any, Any] = {}
+        where = redact(str(self.engine.url))
+        try:
+            with self.engine.begin() as conn:
+                info = conn.connection.info
+                history, quotes = write_batch(conn, snapshots, utc_now())
+        except StoreError as exc:  # a value refused inside the transaction (rolled back)
+            forget(info)  # cheap to check again; heals a session whose temporary tables went away
+            raise StoreError(f"writing {len(snapshots)} snapshots to {where} failed: {exc}") from exc
+        except sa.exc.DBAPIError as exc:  # connecting or committing failed
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise StoreError(f"writing {len(snapshots)} snapshots to {where} failed: "
+                             f"{type(exc.orig).__name__}: {reason}") from exc
+        mark_ready(info)  # committed: this session's staging tables exist from now on
+        return WriteResult(len(snapshots), history, quotes)

@@ -1,14 +1,14 @@
-"""Read side: what the collector, ``cryptoviz status`` and the API read back."""
+"""Read side: what ``cryptoviz status`` and the API read back (the collector's reads: ``store.state``)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from cryptoviz.errors import StoreError
-from cryptoviz.store.engine import redact
 from cryptoviz.store.tables import (
     currencies,
     currency_data,
@@ -17,33 +17,7 @@ from cryptoviz.store.tables import (
     quote_rejections,
     source_quotes,
 )
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def previous_prices(engine: sa.Engine) -> dict[str, float]:
-    """Current consensus price per coin: the reconciler's tie-breaker for two disagreeing sources."""
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(sa.select(currency_data.c.currency_id, currency_data.c.price))
-            return {coin: float(price) for coin, price in rows}
-    except sa.exc.DBAPIError as exc:
-        raise StoreError(f"reading current prices from {redact(str(engine.url))} failed: {exc.orig}") from exc
-
-
-def known_coin_ids(engine: sa.Engine) -> dict[str, str]:
-    """CoinMarketCap id -> canonical id, for coins already known under their CoinGecko id."""
-    query = sa.select(currencies.c.coinmarketcap_id, currencies.c.id).where(
-        currencies.c.coinmarketcap_id.is_not(None), currencies.c.coingecko_id.is_not(None))
-    try:
-        with engine.connect() as conn:
-            return {str(cmc): str(coin) for cmc, coin in conn.execute(query)}
-    except sa.exc.DBAPIError as exc:
-        raise StoreError(f"reading coin ids from {redact(str(engine.url))} failed: {exc.orig}") from exc
+from cryptoviz.timeutil import utc
 
 
 def row_counts(engine: sa.Engine) -> dict[str, int]:
@@ -59,23 +33,62 @@ def last_runs(engine: sa.Engine, limit: int = 1) -> list[dict[str, Any]]:
         rows = conn.execute(
             sa.select(pipeline_runs).order_by(pipeline_runs.c.id.desc()).limit(limit)
         ).mappings().all()
-    return [{**row, "started_at": as_utc(row["started_at"]), "finished_at": as_utc(row["finished_at"])}
+    return [{**row, "started_at": utc(row["started_at"]), "finished_at": utc(row["finished_at"])}
             for row in rows]
 
 
-def source_health(engine: sa.Engine, runs: int = 10) -> dict[str, dict[str, Any]]:
-    """Per source over the last ``runs`` cycles: last success, last error, failures in a row, breaker."""
-    health: dict[str, dict[str, Any]] = {}
-    for run in reversed(last_runs(engine, runs)):
-        for name, rep in (run["sources"] or {}).items():
-            h = health.setdefault(name, {"last_ok": None, "last_error": None, "failures_in_a_row": 0,
-                                         "fetched": 0, "rejected": 0, "breaker": "closed"})
-            h["fetched"], h["rejected"] = rep.get("fetched", 0), rep.get("rejected", 0)
-            h["breaker"] = rep.get("breaker", "closed")
-            if rep.get("error"):
-                h["last_error"] = rep["error"]
-                h["failures_in_a_row"] += 1
-            else:
-                h["last_ok"] = run["finished_at"] or run["started_at"]
-                h["failures_in_a_row"] = 0
-    return health
+@dataclass(slots=True)
+class SourceHealth:
+    """One source over the window. The last-cycle fields (fetched to reasons) come from its newest run."""
+
+    source: str
+    up: bool = False  # the newest run got an answer without error
+    last_ok: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    failures_in_a_row: int = 0
+    errors_in_window: int = 0
+    runs_in_window: int = 0
+    breaker: str = "closed"
+    fetched: int = 0
+    rejected: int = 0
+    used: int = 0
+    seconds: float = 0.0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def observe(self, report: Mapping[str, Any], at: datetime | None) -> None:
+        """Account for one run's report of this source, ``at`` being the run's end (runs oldest first)."""
+        self.runs_in_window += 1
+        self.fetched = int(report.get("fetched") or 0)
+        self.rejected = int(report.get("rejected") or 0)
+        self.used = int(report.get("used") or 0)
+        self.seconds = float(report.get("seconds") or 0.0)
+        self.breaker = str(report.get("breaker") or "closed")
+        self.reasons = {str(k): int(v) for k, v in (report.get("reasons") or {}).items()}
+        self.up = not report.get("error")
+        if self.up:
+            self.last_ok = at
+            self.failures_in_a_row = 0
+        else:
+            self.last_error, self.last_error_at = str(report["error"]), at
+            self.failures_in_a_row += 1
+            self.errors_in_window += 1
+
+
+@dataclass(frozen=True, slots=True)
+class SourcesHealth:
+    runs: int  # recorded runs found in the window (at most the ``runs`` asked for)
+    last_run: dict[str, Any] | None  # the newest ``pipeline_runs`` row, as ``last_runs`` reads it
+    sources: list[SourceHealth]  # sorted by name
+
+
+def source_health(engine: sa.Engine, runs: int) -> SourcesHealth:
+    """Each source's health over the last ``runs`` recorded cycles, and the newest cycle itself."""
+    recent = last_runs(engine, runs)
+    health: dict[str, SourceHealth] = {}
+    for run in reversed(recent):
+        at = run["finished_at"] or run["started_at"]
+        for name, report in (run["sources"] or {}).items():
+            health.setdefault(name, SourceHealth(name)).observe(report, at)
+    return SourcesHealth(runs=len(recent), last_run=recent[0] if recent else None,
+                         sources=[health[k] for k in sorted(health)])

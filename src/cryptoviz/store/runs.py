@@ -9,12 +9,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cryptoviz.bus.base import DeadLetterRecord
 from cryptoviz.errors import StoreError
 from cryptoviz.models import Rejection
-from cryptoviz.store.engine import insert_for
-from cryptoviz.store.tables import dead_letters, pipeline_runs, quote_rejections
-from cryptoviz.store.writer import utc
+from cryptoviz.store.tables import pipeline_runs, quote_rejections
+from cryptoviz.timeutil import utc
 
 # A storm of malformed items must not flood the table: keep this many rejections per source per cycle.
 MAX_REJECTIONS_KEPT = 200
@@ -31,11 +29,12 @@ class SourceReport:
     error: str | None = None
     breaker: str = "closed"
     reasons: dict[str, int] = field(default_factory=dict)
+    reused: int = 0  # quotes of an earlier fetch used again (the source was not due this cycle)
 
     def as_json(self) -> dict[str, Any]:
         return {"fetched": self.fetched, "rejected": self.rejected, "used": self.used, "pages": self.pages,
                 "seconds": round(self.seconds, 3), "error": self.error, "breaker": self.breaker,
-                "reasons": dict(self.reasons)}
+                "reasons": dict(self.reasons), "reused": self.reused}
 
 
 @dataclass(slots=True)
@@ -89,16 +88,3 @@ def _rejection_rows(run_id: int, at: datetime, rejections: Sequence[Rejection]) 
         rows.append({"run_id": run_id, "rejected_at": utc(at), "source": r.source, "coin": r.coin[:200],
                      "field": r.field[:64], "reason": r.reason[:64], "detail": r.detail[:2000]})
     return rows
-
-
-def record_dead_letters(engine: sa.Engine, letters: Sequence[DeadLetterRecord], at: datetime) -> None:
-    """Keep dead letters queryable by dashboards; a redelivered one is recorded once."""
-    if not letters:
-        return
-    rows = [{"dead_at": utc(at), "topic": d.topic[:255], "partition": d.partition, "offset": d.offset,
-             "key": d.key, "error": d.error[:4000]} for d in letters]
-    try:
-        with engine.begin() as conn:
-            conn.execute(insert_for(dead_letters, conn.dialect.name).on_conflict_do_nothing().values(rows))
-    except sa.exc.DBAPIError as exc:
-        raise StoreError(f"recording {len(rows)} dead letter(s) failed: {exc.orig}") from exc

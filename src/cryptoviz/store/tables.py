@@ -7,6 +7,7 @@ redelivered bus message never makes a second row.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -21,6 +22,8 @@ metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 TS = sa.DateTime(timezone=True)
 NUM: sa.Double[float] = sa.Double()
 COIN_ID = sa.String(200)
+# JSONB on PostgreSQL: merged with || when a batch brings a source's id.
+SOURCE_IDS = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 currencies = sa.Table(
     "currencies", metadata,
@@ -30,6 +33,7 @@ currencies = sa.Table(
     sa.Column("slug", sa.String(200)),
     sa.Column("coingecko_id", sa.String(200)),
     sa.Column("coinmarketcap_id", sa.String(64)),
+    sa.Column("source_ids", SOURCE_IDS, comment="source name -> that source's id of the coin"),
     sa.Column("first_seen_at", TS, nullable=False),
     sa.Column("last_seen_at", TS, nullable=False),
     sa.Index("ix_currencies_symbol", "symbol"),

@@ -1,46 +1,44 @@
-"""Apply batches of snapshots to the database: one transaction per batch, set-based statements.
+"""The SQL sink: batches of snapshots as multi-row ``INSERT ... ON CONFLICT`` statements (SQLite).
 
-Idempotent on the primary keys: a redelivered message updates nothing that is newer and inserts no
-second history row, so at-least-once delivery gives exactly-once effect in the tables.
-
-PostgreSQL batches go through :mod:`cryptoviz.store.pg_copy` (binary COPY, then one set-based statement
-per table, de-duplicated in SQL); SQLite batches through multi-row ``INSERT ... VALUES ... ON CONFLICT``
-statements fed with :func:`snapshot_rows` (one compiled statement per table, executed over the rows).
-Both give the same rows and the same ``WriteResult``.
+:func:`snapshot_rows` turns a batch into each table's rows, de-duplicated on each table's key (the latest
+observation wins); one compiled statement per table is executed over them. The PostgreSQL sink
+(:mod:`cryptoviz.store.pg_copy`) writes the same rows with binary COPY and set-based merges.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 
 from cryptoviz.errors import StoreError
 from cryptoviz.models import CoinSnapshot
 from cryptoviz.store.engine import insert_for, redact
+from cryptoviz.store.sink import WriteResult
 from cryptoviz.store.tables import currencies, currency_data, currency_data_history, source_quotes
+from cryptoviz.timeutil import utc, utc_now
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class WriteResult:
-    snapshots: int
-    history_inserted: int
-    source_quotes_inserted: int
-
-
-def utc(value: datetime) -> datetime:
-    """Aware UTC; SQLite stores no zone, so everything is stored as UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _later(a: datetime, b: datetime) -> bool:
     return utc(a) > utc(b)
+
+
+def source_ids(snapshot: CoinSnapshot) -> dict[str, str]:
+    """Each source's own id of the coin (``currencies.source_ids``)."""
+    return {v.source: v.source_id for v in snapshot.sources}
+
+
+def _merged_ids(dialect: str, stored: Any, new: Any) -> Any:
+    """The stored ids updated with the new ones (a source's newer id replaces its older one)."""
+    if dialect == "postgresql":
+        return sa.func.coalesce(stored, sa.cast("{}", JSONB)).op("||")(new)
+    return sa.func.json_patch(sa.func.coalesce(stored, "{}"), new)
 
 
 def snapshot_rows(snapshots: Sequence[CoinSnapshot], now: datetime) -> dict[str, list[dict[str, Any]]]:
@@ -64,6 +62,7 @@ def snapshot_rows(snapshots: Sequence[CoinSnapshot], now: datetime) -> dict[str,
             coins[s.coin_id] = {
                 "id": s.coin_id, "symbol": s.symbol, "name": s.name, "slug": s.slug,
                 "coingecko_id": s.coingecko_id, "coinmarketcap_id": s.coinmarketcap_id,
+                "source_ids": source_ids(s),
                 "first_seen_at": min(observed, known["first_seen_at"]) if known else observed,
                 "last_seen_at": observed,
             }
@@ -87,16 +86,18 @@ def snapshot_rows(snapshots: Sequence[CoinSnapshot], now: datetime) -> dict[str,
             "history": list(history.values()), "source_quotes": list(quotes.values())}
 
 
-class SnapshotWriter:
-    """Writes snapshot batches; ``write`` is all-or-nothing."""
+class SqlSink:
+    """Writes snapshot batches with SQLAlchemy upserts (any database with ``ON CONFLICT``: SQLite here)."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        self.dialect = engine.dialect.name
-        self._statements = self._build_statements()
+        self._statements = self._build_statements(engine.dialect.name)
 
-    def _build_statements(self) -> dict[str, Any]:
-        d = self.dialect
+    def close(self) -> None:
+        """Nothing of its own to release: the engine belongs to the caller."""
+
+    @staticmethod
+    def _build_statements(d: str) -> dict[str, Any]:
         ins = insert_for(currencies, d)
         ex = ins.excluded
         upsert_currencies = ins.on_conflict_do_update(
@@ -106,6 +107,7 @@ class SnapshotWriter:
                 "slug": sa.func.coalesce(ex.slug, currencies.c.slug),
                 "coingecko_id": sa.func.coalesce(ex.coingecko_id, currencies.c.coingecko_id),
                 "coinmarketcap_id": sa.func.coalesce(ex.coinmarketcap_id, currencies.c.coinmarketcap_id),
+                "source_ids": _merged_ids(d, currencies.c.source_ids, ex.source_ids),
                 "first_seen_at": sa.case((ex.first_seen_at < currencies.c.first_seen_at, ex.first_seen_at),
                                          else_=currencies.c.first_seen_at),
                 "last_seen_at": sa.case((ex.last_seen_at > currencies.c.last_seen_at, ex.last_seen_at),
@@ -133,9 +135,7 @@ class SnapshotWriter:
     def write(self, snapshots: Sequence[CoinSnapshot]) -> WriteResult:
         if not snapshots:
             return WriteResult(0, 0, 0)
-        if self.dialect == "postgresql":
-            return self._write_postgres(snapshots)
-        rows = snapshot_rows(snapshots, datetime.now(UTC))
+        rows = snapshot_rows(snapshots, utc_now())
         inserted = {"history": 0, "source_quotes": 0}
         try:
             with self.engine.begin() as conn:
@@ -154,23 +154,3 @@ class SnapshotWriter:
                 f"{type(exc.orig).__name__}: {str(exc.orig).strip().splitlines()[0] if exc.orig else exc}"
             ) from exc
         return WriteResult(len(snapshots), inserted["history"], inserted["source_quotes"])
-
-    def _write_postgres(self, snapshots: Sequence[CoinSnapshot]) -> WriteResult:
-        from cryptoviz.store import pg_copy
-
-        info: dict[Any, Any] = {}
-        try:
-            with self.engine.begin() as conn:
-                info = conn.connection.info
-                history, quotes = pg_copy.write_batch(conn, snapshots, datetime.now(UTC))
-        except StoreError as exc:  # a value refused inside the transaction (rolled back)
-            pg_copy.forget(info)  # cheap to check again; heals a session whose temporary tables went away
-            raise StoreError(f"writing {len(snapshots)} snapshots to {redact(str(self.engine.url))} failed: "
-                             f"{exc}") from exc
-        except sa.exc.DBAPIError as exc:  # connecting or committing failed
-            raise StoreError(
-                f"writing {len(snapshots)} snapshots to {redact(str(self.engine.url))} failed: "
-                f"{type(exc.orig).__name__}: {str(exc.orig).strip().splitlines()[0] if exc.orig else exc}"
-            ) from exc
-        pg_copy.mark_ready(info)  # committed: this session's staging tables exist from now on
-        return WriteResult(len(snapshots), history, quotes)

@@ -1,0 +1,1 @@
+"""One router per resource; ``create_app`` includes them and decides which need the token."""
