@@ -69,8 +69,9 @@ class Services:
 
 
 @contextmanager
-def fresh_database(services: Services, label: str) -> Iterator[str]:
-    """An empty database at the latest schema for one benchmark, dropped afterwards; yields its URL."""
+def fresh_database(services: Services, label: str, revision: str = "head") -> Iterator[str]:
+    """An empty database at the latest schema (or at migration ``revision``) for one benchmark, dropped
+    afterwards; yields its URL."""
     import psycopg
 
     from cryptoviz.store import migrate
@@ -81,7 +82,7 @@ def fresh_database(services: Services, label: str) -> Iterator[str]:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = services.database_url(name)
     try:
-        migrate.upgrade(url)
+        migrate.upgrade(url, revision)
         yield url
     finally:
         _drop_database(admin, name)

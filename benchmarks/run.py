@@ -21,8 +21,8 @@ from typing import Any
 
 from benchmarks.common import ROOT, Services, progress
 
-SECTIONS = ("reconcile", "embedded", "sink", "latency", "memory")
-NEED_SERVICES = frozenset({"sink", "latency", "memory"})
+SECTIONS = ("reconcile", "embedded", "sink", "latency", "memory", "history")
+NEED_SERVICES = frozenset({"sink", "latency", "memory", "history"})
 
 FULL: dict[str, Any] = {
     "sink_snapshots": 200_000, "coins": 10_000,
@@ -30,6 +30,7 @@ FULL: dict[str, Any] = {
     "latency_rate": 1_000.0, "latency_seconds": 15.0,
     "memory_backlog": 1_000_000, "memory_idle_seconds": 8.0,
     "embedded_snapshots": 50_000,
+    "history": {"coins": 250, "raw_days": 30, "days": 365, "baseline_days": 7, "reps": 20},
 }
 SMOKE: dict[str, Any] = {
     "sink_snapshots": 2_000, "coins": 200,
@@ -37,6 +38,8 @@ SMOKE: dict[str, Any] = {
     "latency_rate": 200.0, "latency_seconds": 2.0,
     "memory_backlog": 3_000, "memory_idle_seconds": 3.0,
     "embedded_snapshots": 1_000,
+    "history": {"coins": 10, "raw_days": 3, "days": 30, "baseline_days": 3, "reps": 3, "min_reps": 3,
+                "baseline_min_reps": 2, "budget": 0.5, "baseline_budget": 0.5},
 }
 
 
@@ -102,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
 
             jobs["memory"] = lambda: memory.run(svc, size["memory_backlog"], size["coins"], bs, bt,
                                                 idle_seconds=size["memory_idle_seconds"])
+        if "history" in args.sections:
+            from benchmarks import history
+
+            jobs["history"] = lambda: history.run(svc, history.Sizes(**size["history"]))
     from benchmarks.machine import describe
 
     results: dict[str, Any] = {"mode": "smoke" if args.smoke else "full"}

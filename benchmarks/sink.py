@@ -35,6 +35,7 @@ from benchmarks.common import Services, fresh_database, fresh_topic, group_name,
 from benchmarks.kafka_io import drain, produce, stream
 from cryptoviz.bus.kafka import KafkaConsumer
 from cryptoviz.models import CoinSnapshot
+from cryptoviz.store.candles import TIERS, Point, aggregate
 from cryptoviz.store.engine import make_engine
 from cryptoviz.store.sink import open_sink
 from cryptoviz.store.tables import currencies, currency_data, currency_data_history, source_quotes
@@ -83,7 +84,7 @@ def copy_baseline(url: str, rows: list[tuple[Any, ...]], *, foreign_key: bool) -
 # each in ``snapshot_rows``.
 _TABLES: tuple[tuple[sa.Table, str], ...] = (
     (currencies, "currencies"), (currency_data, "currency_data"), (currency_data_history, "history"),
-    (source_quotes, "source_quotes"),
+    (source_quotes, "source_quotes"), *((tier.table, tier.table.name) for tier in TIERS),
 )
 _TWIN = "bench_same_"
 
@@ -95,6 +96,13 @@ def same_rows(snapshots: Iterable[CoinSnapshot]) -> dict[str, list[tuple[Any, ..
     latest observation winning); ``updated_at`` is the only value that differs (the time of the write).
     """
     rows = snapshot_rows(list(snapshots), datetime.now(UTC))
+    # The candles the writer folds its history rows into (each equals the recomputation from its rows).
+    prices = rows["source_prices"]
+    points = [Point(h["currency_id"], h["observed_at"], h["price"], h["market_cap"], h["volume_24h"],
+                    h["confidence"], h["sources"], prices.get((h["currency_id"], h["observed_at"])))
+              for h in rows["history"]]
+    for tier in TIERS:
+        rows[tier.table.name] = [c.row() for c in aggregate(points, tier.seconds).values()]
     out: dict[str, list[tuple[Any, ...]]] = {}
     for table, key in _TABLES:
         names = [c.name for c in table.c]

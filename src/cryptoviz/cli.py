@@ -28,7 +28,8 @@ app = typer.Typer(
     help="Collect, validate, reconcile, stream and store crypto market data (CoinGecko, CoinMarketCap).\n\n"
          "Settings come from CRYPTOVIZ_* environment variables or .env (see .env.example).",
 )
-db_app = typer.Typer(no_args_is_help=True, help="Database schema: upgrade, downgrade, current revision.")
+db_app = typer.Typer(no_args_is_help=True,
+                     help="Database schema and upkeep: upgrade, downgrade, current revision, prune.")
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead-letter queue: messages the writer could not store.")
 app.add_typer(db_app, name="db")
 app.add_typer(dlq_app, name="dlq")
@@ -137,8 +138,11 @@ def _run_job(settings: Settings, duration: float | None, *, max_cycles: int | No
             else "in-process bus"
         logger.info("collecting %s every %.0fs into %s via %s", _describe(sources, intervals, settings),
                     settings.interval, engine.url.render_as_string(hide_password=True), bus)
+        # The page's live stream reads as soon as a batch is committed rather than at its next poll.
+        on_write = dashboard.app.state.live.notify if dashboard is not None else None
         with stop_on_signals() as stop, Pipeline(settings, engine=engine, sources=sources, stop=stop,
-                                                 intervals=intervals) as pipeline:
+                                                 intervals=intervals, upkeep=True, live=True,
+                                                 on_write=on_write) as pipeline:
             pipeline.run(duration=duration, max_cycles=max_cycles)
     finally:
         if dashboard is not None:
@@ -166,7 +170,7 @@ def collect(
         engine = open_store(settings)
         sources, intervals = _sources(settings)
         with stop_on_signals() as stop, Pipeline(settings, engine=engine, sources=sources, consume=False,
-                                                 stop=stop, intervals=intervals) as pipeline:
+                                                 stop=stop, intervals=intervals, live=True) as pipeline:
             pipeline.run(duration=duration)
     else:
         _run_job(settings, duration)
@@ -215,7 +219,8 @@ def consume(duration: Duration = None, database_url: DatabaseUrl = None) -> None
     from cryptoviz.runtime import Pipeline, open_store, stop_on_signals
 
     engine = open_store(settings)
-    with stop_on_signals() as stop, Pipeline(settings, engine=engine, produce=False, stop=stop) as pipeline:
+    with stop_on_signals() as stop, Pipeline(settings, engine=engine, produce=False, stop=stop,
+                                             upkeep=True) as pipeline:
         pipeline.run(duration=duration)
     logger.info("consumer stopped: %d snapshots stored", pipeline.stored)
 
@@ -261,6 +266,45 @@ def db_current(database_url: DatabaseUrl = None) -> None:
     now, head = migrate.current(settings.database_url), migrate.head_revision()
     state = "up to date" if now == head else "run `cryptoviz db upgrade`"
     console.print(f"{redact(settings.database_url)}: revision {now or 'none'} (latest {head}: {state})")
+
+
+@db_app.command("prune")
+@guarded
+def db_prune(dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would go; remove nothing.")] = False,
+             database_url: DatabaseUrl = None) -> None:
+    """Remove what retention lets go (CRYPTOVIZ_RETENTION_RAW, CRYPTOVIZ_RETENTION_5M) and create the coming
+    days' partitions (PostgreSQL). `run` and `consume` do this by themselves every hour."""
+    from cryptoviz.runtime import open_store
+    from cryptoviz.store.retention import upkeep
+
+    settings = _settings(database_url=database_url)
+    configure_logging(settings, quiet=True)
+    engine = open_store(settings, check_writes=not dry_run)
+    report = upkeep(engine, settings, dry_run=dry_run)
+    table = Table(title=f"{'would remove' if dry_run else 'removed'} ({redact_url(engine)})")
+    for column in ("table", "older than", "rows", "whole partitions"):
+        table.add_column(column)
+    for name, cutoff in report.cutoffs.items():
+        gone = report.partitions.get(name, [])
+        table.add_row(name, f"{cutoff:%Y-%m-%d %H:%M} UTC" if cutoff else "kept forever (off)",
+                      f"{report.rows.get(name, 0):,}", str(len(gone)) if gone else "-")
+    console.print(table)
+    console.print("1-hour and 1-day candles are kept forever.")
+    if report.created:
+        console.print(f"partitions created: {', '.join(report.created)}")
+
+
+def _age(iso: object) -> str:
+    if not isinstance(iso, str):
+        return "never"
+    from datetime import UTC, datetime
+
+    seconds = (datetime.now(UTC) - datetime.fromisoformat(iso)).total_seconds()
+    return f"{seconds:.0f}s ago"
+
+
+def redact_url(engine: Any) -> str:
+    return str(engine.url.render_as_string(hide_password=True))
 
 
 # --- record / replay -------------------------------------------------------------------------------
@@ -315,6 +359,61 @@ def replay(directory: Annotated[Path, typer.Argument(help="A directory written b
     console.print(f"replayed {len(cycles)} cycle(s): {published} snapshots published, {pipeline.stored} stored")
 
 
+# --- backfill --------------------------------------------------------------------------------------
+
+
+@app.command("backfill")
+@guarded
+def backfill_command(
+    days: Annotated[int, typer.Option("--days", min=1, help="How many days back (CoinGecko's keyless and demo "
+                                                            "API serve at most 365).")] = 30,
+    coins: Annotated[str, typer.Option("--coins", help="top:N: the N largest stored coins (on an empty "
+                                                       "database, the source's own top N); or a comma list of "
+                                                       "coin ids.")] = "top:100",
+    source: Annotated[str, typer.Option("--source", help="coingecko, or coinmarketcap (a key whose plan has "
+                                                         "historical quotes).")] = "coingecko",
+    gaps: Annotated[bool, typer.Option("--gaps", help="Fill the gaps of the last --days days instead, at the best "
+                                                      "granularity available.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be fetched; fetch and write "
+                                                            "nothing.")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Fill the candle tiers with the past: 5-minutely points within a day, hourly up to 90 days, daily beyond.
+
+    Idempotent and resumable (after Ctrl+C, run it again); live candles are never overwritten. It takes at
+    most half of the source's request budget, so a running collector keeps its cycles.
+    """
+    from cryptoviz.backfill import BACKFILL_SHARE, Backfill, plan_lines, report_headline, report_lines, report_tables
+    from cryptoviz.runtime import open_store, stop_on_signals
+
+    settings = _settings(database_url=database_url)
+    configure_logging(settings)
+    engine = open_store(settings, check_writes=not dry_run)
+    with stop_on_signals() as stop:
+        run = Backfill(engine, settings, source, stop=stop, console=err_console)
+        try:
+            jobs, report = run.prepare(days=days, coins=coins, gaps=gaps, fetch_top=not dry_run)
+            if dry_run:
+                for line in plan_lines(jobs, report, BACKFILL_SHARE, run.source.budget):
+                    console.print(line, highlight=False)
+                return
+            report = run.run(jobs, report)
+        finally:
+            run.close()
+    if report.results or report.error is None:  # a source refusing at once says so in one line, below
+        console.print(report_headline(report), highlight=False)
+        for table in report_tables(report):
+            console.print(table)
+        for line in report_lines(report):
+            console.print(line, highlight=False)
+    if report.error is not None:
+        raise report.error
+    if report.interrupted:
+        raise typer.Exit(130)
+    if report.of("failed"):
+        raise typer.Exit(1)
+
+
 # --- status ----------------------------------------------------------------------------------------
 
 
@@ -322,14 +421,20 @@ def replay(directory: Annotated[Path, typer.Argument(help="A directory written b
 @guarded
 def status(database_url: DatabaseUrl = None) -> None:
     """Show the last cycle, each source's health and the row counts."""
+    from datetime import timedelta
+
     from cryptoviz.runtime import open_store
+    from cryptoviz.store.gaps import default_min_length, find_gaps, format_length
     from cryptoviz.store.queries import row_counts, source_health
+    from cryptoviz.timeutil import utc_now
 
     settings = _settings(database_url=database_url)
     engine = open_store(settings, upgrade=False, check_writes=False)
     try:
         counts = row_counts(engine)
         health = source_health(engine, runs=10)
+        gaps = find_gaps(engine, since=utc_now() - timedelta(days=7), min_length=default_min_length(settings),
+                         limit=10)
     except Exception as exc:
         raise StoreError(f"cannot read status from {engine.url.render_as_string(hide_password=True)} "
                          f"({exc.__class__.__name__}); run `cryptoviz db upgrade` first?") from None
@@ -343,14 +448,39 @@ def status(database_url: DatabaseUrl = None) -> None:
                       f"{r['published']} coins published, {r['fetched']} fetched, "
                       f"{r['rejected']} rejected, {took:.1f}s")
     table = Table(title="sources (last 10 cycles)")
-    for column in ("source", "fetched", "rejected", "breaker", "failures in a row", "last ok", "last error"):
+    for column in ("source", "fetched", "rejected", "breaker", "failures in a row", "last ok", "last error",
+                   "page strategy"):
         table.add_column(column)
     for h in health.sources:
         last_ok = f"{h.last_ok:%Y-%m-%d %H:%M:%S}" if h.last_ok else "never"
+        strategy = (h.strategy or "-") + (" (fell back)" if h.fell_back else "")
         table.add_row(h.source, str(h.fetched), str(h.rejected), h.breaker,
-                      str(h.failures_in_a_row), last_ok, (h.last_error or "")[:70])
+                      str(h.failures_in_a_row), last_ok, (h.last_error or "")[:70], strategy)
     console.print(table)
+    for h in health.sources:
+        if h.feed:
+            f = h.feed
+            state = ("switched off: " + str(f["disabled"])) if f.get("disabled") else (
+                "connected" if f.get("connected") else "connecting")
+            age = _age(f.get("last_message_at"))
+            console.print(f"{h.source}: {state}, last message {age}, {f.get('reconnects', 0)} reconnect(s), "
+                          f"{f.get('stalls', 0)} stall(s), {f.get('gaps', 0)} gap(s)"
+                          + (f", {h.pairs['unmapped']} pair(s) not mapped to a coin" if h.pairs else ""),
+                          highlight=False)
+    for h in health.sources:
+        if h.layout:
+            console.print(f"{h.source}: {h.layout}; the page is kept under {settings.failed_pages_dir}/"
+                          f"{h.source}/ for a bug report", highlight=False)
     console.print("rows: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if not gaps:
+        console.print("no gaps in the last 7 days")
+        return
+    holes = Table(title="gaps in the last 7 days (longest first; `cryptoviz backfill --gaps` fills them)")
+    for column in ("coin", "from (UTC)", "to (UTC)", "length"):
+        holes.add_column(column)
+    for gap in gaps:
+        holes.add_row(gap.coin, f"{gap.start:%Y-%m-%d %H:%M}", f"{gap.end:%Y-%m-%d %H:%M}", format_length(gap.length))
+    console.print(holes)
 
 
 @app.command("serve")
@@ -417,12 +547,15 @@ def demo(
     faults: Faults = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed of the market.")] = 42,
     serve: Serve = True, port: Port = None, host: Host = None,
+    past: Annotated[bool, typer.Option("--backfill/--no-backfill", help="Open on the simulator's past: 2 days "
+                                                                        "of candles backfilled first.")] = True,
 ) -> None:
     """See the whole job offline: a local market simulator feeds the real pipeline.
 
     Writes into data/demo.db (never into the configured database) unless --database-url is given.
     With Kafka configured the demo uses its own topic (CRYPTOVIZ_KAFKA_TOPIC + '_demo').
     """
+    from cryptoviz.backfill import demo_history
     from cryptoviz.simulator import start_simulator
     from cryptoviz.simulator.faults import Faults as SimFaults
 
@@ -449,6 +582,8 @@ def demo(
         configure_logging(settings)
         logger.info("market simulator on %s; demo data goes to %s", sim.url,
                     database_url.split("@")[-1])
+        if past:  # the charts open on the simulated past
+            demo_history(settings, [coin.cg_id for coin in sim.coins])
         _run_job(settings, duration, serve=serve, unthrottled=True)
     finally:
         sim.stop()

@@ -12,6 +12,32 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from cryptoviz.errors import ConfigError
 
 UNKNOWN_SOURCE_TRUST = 0.5
+DAY = 86_400.0
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY, "w": 7 * DAY, "y": 365 * DAY}
+_OFF = ("off", "none", "never", "forever", "0")
+
+
+def parse_duration(value: Any, *, allow_off: bool = False) -> float | None:
+    """``90``, ``90s``, ``15m``, ``12h``, ``30d``, ``2w``, ``1y`` -> seconds; ``off`` (with ``allow_off``) -> None."""
+    if value is None or isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = None if value is None else float(value)
+    else:
+        text = str(value).strip().lower()
+        if allow_off and text in _OFF:
+            return None
+        number, unit = (text[:-1], text[-1]) if text and text[-1] in _DURATION_UNITS else (text, "s")
+        try:
+            seconds = float(number) * _DURATION_UNITS[unit]
+        except ValueError:
+            raise ValueError("expected a duration such as 30d, 12h, 15m or seconds"
+                             + (" (or off)" if allow_off else "")) from None
+    if seconds is None or seconds == 0 and allow_off:
+        if allow_off:
+            return None
+        raise ValueError("a duration is required")
+    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+        raise ValueError("must be a positive duration")
+    return seconds
 
 
 def known_sources() -> tuple[str, ...]:
@@ -67,12 +93,29 @@ class Settings(BaseSettings):
     coingecko_html_base_url: str = "https://www.coingecko.com"
     coinpaprika_api_key: SecretStr | None = None
     coinpaprika_base_url: str = "https://api.coinpaprika.com/v1"
+    # exchanges' public websocket feeds (keyless)
+    binance_ws_url: str = "wss://stream.binance.com:9443"
+    coinbase_ws_url: str = "wss://advanced-trade-ws.coinbase.com"
+    kraken_ws_url: str = "wss://ws.kraken.com/v2"
+    # pairs the feeds that need a list subscribe to (comma lists; empty: the feed's built-in top pairs)
+    coinbase_products: Annotated[list[str] | None, NoDecode] = None
+    kraken_pairs: Annotated[list[str] | None, NoDecode] = None
+    # base asset -> coin id where a symbol alone is ambiguous or unknown, e.g. UNI=uniswap
+    symbol_map: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    # seconds between live consensus updates of coins with new exchange quotes
+    stream_interval: float = Field(default=1.0, gt=0)
     coinmarketcap_html_base_url: str = "https://coinmarketcap.com"
     http_timeout: float = Field(default=15.0, gt=0)
     http_retries: int = Field(default=3, ge=0)
     # validation and reconciliation
     market_cap_tolerance: float = Field(default=0.1, ge=0)
     disagreement_tolerance: float = Field(default=0.05, ge=0)
+    # history: a row only when something changed, or the heartbeat is due
+    history_deviation: float = Field(default=0.001, ge=0, description="relative consensus move")
+    history_heartbeat: float = Field(default=600.0, gt=0, description="seconds")
+    # retention: raw history and source quotes, 5-minute candles (None: kept forever)
+    retention_raw: Annotated[float | None, NoDecode] = 30 * DAY
+    retention_5m: Annotated[float | None, NoDecode] = 365 * DAY
     # writer batching
     batch_size: int = Field(default=5000, ge=1)
     batch_timeout: float = Field(default=0.05, gt=0)
@@ -83,8 +126,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     api_token: SecretStr | None = None
-    # logs
+    # logs, and scraped pages no layout strategy could read (kept for bug reports, the last 20 per source)
     log_dir: Path = Path("data/logs")
+    failed_pages_dir: Path = Path("data/failed-pages")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("vs_currency")
@@ -107,6 +151,30 @@ class Settings(BaseSettings):
             return int(value)
         if isinstance(value, int) and value < 1:
             raise ValueError(f"expected a positive integer or 'all', got {value!r}")
+        return value
+
+    @field_validator("retention_raw", "retention_5m", mode="before")
+    @classmethod
+    def _retention(cls, value: Any) -> Any:
+        return parse_duration(value, allow_off=True)
+
+    @field_validator("coinbase_products", "kraken_pairs", mode="before")
+    @classmethod
+    def _pair_lists(cls, value: Any) -> Any:
+        value = _split_list(value)
+        return [str(v).strip().upper() for v in value] if isinstance(value, list) and value else None
+
+    @field_validator("symbol_map", mode="before")
+    @classmethod
+    def _symbol_map(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parsed: dict[str, str] = {}
+            for part in _split_list(value):
+                symbol, sep, coin = part.partition("=")
+                if not sep or not symbol.strip() or not coin.strip():
+                    raise ValueError(f"expected SYMBOL=coin-id pairs such as UNI=uniswap, got {part!r}")
+                parsed[symbol.strip().upper()] = coin.strip()
+            return parsed
         return value
 
     @field_validator("sources", mode="before")

@@ -5,6 +5,7 @@
     ├── SourceError          a source could not deliver a usable response
     │   ├── TransientSourceError   worth retrying later (timeout, 5xx, 429, rate limit)
     │   └── TerminalSourceError    retrying will not help (invalid key, plan limit, layout changed)
+    │       └── LayoutChangedError     a scraped page no longer holds its data where any known layout had it
     ├── ParseError           a raw body or value could not be parsed
     ├── MessageError         a bus message cannot be decoded or fails validation (goes to the DLQ)
     └── StoreError           the database is unavailable or refused a write
@@ -38,6 +39,17 @@ class TransientSourceError(SourceError):
 
 class TerminalSourceError(SourceError):
     """Retrying will not help until the user acts (key, plan, page layout)."""
+
+
+class LayoutChangedError(TerminalSourceError):
+    """No extraction strategy found the data in a scraped page: the site changed its layout.
+
+    ``strategies_tried`` names the strategies tried, in order; the message says what the user can do.
+    """
+
+    def __init__(self, source: str, message: str, *, strategies_tried: tuple[str, ...] = ()) -> None:
+        super().__init__(source, message)
+        self.strategies_tried = strategies_tried
 
 
 class ParseError(CryptoVizError):

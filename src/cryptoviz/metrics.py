@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -43,6 +44,25 @@ BUS_LAG = Gauge("cryptoviz_bus_lag", "Messages published but not yet consumed by
 DLQ_MESSAGES = Gauge("cryptoviz_dlq_messages", "Messages in the dead-letter queue.", registry=REGISTRY)
 SOURCE_UP = Gauge("cryptoviz_source_up", "1 when the source answered without error in the last cycle, else 0.",
                   ["source"], registry=REGISTRY)
+SOURCE_LAYOUT_CHANGED = Gauge(
+    "cryptoviz_source_layout_changed", "1 when a scraped source's pages yielded no coins or far fewer than its "
+    "last fetch (layout drift; the pages are kept for a bug report), else 0.", ["source"], registry=REGISTRY)
+SOURCE_STRATEGY_FALLBACKS = Counter(
+    "cryptoviz_source_strategy_fallbacks", "Fetches of a scraped source read by a fallback extraction strategy "
+    "(an earlier one found nothing: the site is drifting), per strategy.", ["source", "strategy"],
+    registry=REGISTRY)
+STREAM_UPDATES = Counter("cryptoviz_stream_updates", "Coins published by live updates (exchange feeds), and of "
+                         "them those that made a history row.", ["kind"], registry=REGISTRY)
+FEED_CONNECTED = Gauge("cryptoviz_feed_connected", "1 while a push source's connection is open.", ["source"],
+                       registry=REGISTRY)
+FEED_MESSAGE_AGE = Gauge("cryptoviz_feed_last_message_age_seconds", "Seconds since a push source's last frame "
+                         "(heartbeats included), at the last cycle.", ["source"], registry=REGISTRY)
+FEED_RECONNECTS = Gauge("cryptoviz_feed_reconnects", "Connections a push source opened again since start.",
+                        ["source"], registry=REGISTRY)
+FEED_GAPS = Gauge("cryptoviz_feed_gaps", "Sequence gaps a push source saw since start.", ["source"],
+                  registry=REGISTRY)
+FEED_STALLS = Gauge("cryptoviz_feed_stalls", "Connections a push source gave up for silence since start.",
+                    ["source"], registry=REGISTRY)
 # Read from the database on each scrape.
 DATABASE_UP = Gauge("cryptoviz_database_up", "1 when the last scrape could read the database.", registry=REGISTRY)
 DATABASE_ROWS = Gauge("cryptoviz_database_rows", "Rows per table, read from the database on each scrape.",
@@ -74,9 +94,34 @@ def observe_run(run: RunReport) -> None:
         if report.rejected > counted:
             QUOTES_REJECTED.labels(source=source, reason="unknown").inc(report.rejected - counted)
         SOURCE_UP.labels(source=source).set(0 if report.error else 1)
+        if report.feed is not None:
+            _observe_feed(source, report.feed, run.finished_at or run.started_at)
+        if report.strategy is not None:
+            SOURCE_LAYOUT_CHANGED.labels(source=source).set(1 if report.layout else 0)
+            if report.fell_back:
+                SOURCE_STRATEGY_FALLBACKS.labels(source=source, strategy=_label(report.strategy)).inc()
+        elif report.layout:
+            SOURCE_LAYOUT_CHANGED.labels(source=source).set(1)
     CYCLES.labels(status=_label(run.status)).inc()
     if run.finished_at is not None:
         CYCLE_DURATION.observe(max(0.0, (run.finished_at - run.started_at).total_seconds()))
+
+
+def observe_stream(published: int, recorded: int) -> None:
+    """Count one live update's coins (``stream_tick``)."""
+    if published:
+        STREAM_UPDATES.labels(kind="published").inc(published)
+    if recorded:
+        STREAM_UPDATES.labels(kind="recorded").inc(recorded)
+
+
+def _observe_feed(source: str, feed: Mapping[str, Any], now: datetime) -> None:
+    FEED_CONNECTED.labels(source=source).set(1 if feed.get("connected") else 0)
+    for gauge, key in ((FEED_RECONNECTS, "reconnects"), (FEED_GAPS, "gaps"), (FEED_STALLS, "stalls")):
+        gauge.labels(source=source).set(float(feed.get(key) or 0))
+    last = feed.get("last_message_at")
+    if isinstance(last, str):
+        FEED_MESSAGE_AGE.labels(source=source).set(max(0.0, (now - datetime.fromisoformat(last)).total_seconds()))
 
 
 def observe_stored(n: int) -> None:

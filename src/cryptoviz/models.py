@@ -43,7 +43,8 @@ class SourceQuote:
     max_supply: float | None
     last_updated: datetime | None  # the source's own time for this value
     collected_at: datetime  # when CryptoViz received the body
-    currency: str  # vs currency, lower case ("usd")
+    currency: str  # vs currency, lower case ("usd"); an exchange pair's quote asset ("usdt") until converted
+    base_volume_24h: float | None = None  # exchanges: 24 h volume in the base asset (volume_24h: quote asset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,10 @@ class Rejection:
 class ParseResult:
     quotes: list[SourceQuote] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    # Page parsers: the extraction strategy that read the page ("next-data:cryptoCurrencyList", "table", ...)
+    # and the ones tried before it, in order. Other parsers leave them empty.
+    strategy: str | None = None
+    strategies_tried: tuple[str, ...] = ()
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -103,6 +108,9 @@ class CoinSnapshot:
     coingecko_id: str | None = None
     coinmarketcap_id: str | None = None
     sources: tuple[SourceValue, ...] = ()
+    # Whether this observation makes a history row (and its source-quote rows): something changed since
+    # the coin's last one, or the heartbeat is due. The current value is updated either way.
+    record: bool = True
 
     @property
     def sources_used(self) -> tuple[str, ...]:
@@ -139,7 +147,7 @@ def snapshot_to_dict(s: CoinSnapshot) -> dict[str, Any]:
         "circulating_supply": s.circulating_supply, "total_supply": s.total_supply,
         "max_supply": s.max_supply, "confidence": s.confidence,
         "observed_at": _dt(s.observed_at), "currency": s.currency,
-        "coingecko_id": s.coingecko_id, "coinmarketcap_id": s.coinmarketcap_id,
+        "coingecko_id": s.coingecko_id, "coinmarketcap_id": s.coinmarketcap_id, "record": s.record,
         "sources": [
             {"source": v.source, "source_id": v.source_id, "price": v.price,
              "market_cap": v.market_cap, "volume_24h": v.volume_24h,
@@ -193,6 +201,15 @@ def _str(d: dict[str, Any], name: str, *, required: bool = False, limit: int) ->
         raise MessageError(f"field {name!r}: longer than {limit} characters ({len(value)})")
     if "\x00" in value:
         raise MessageError(f"field {name!r}: contains a NUL character")
+    return value
+
+
+def _bool(d: dict[str, Any], name: str, *, default: bool) -> bool:
+    value = d.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise MessageError(f"field {name!r}: expected true or false, got {type(value).__name__}")
     return value
 
 
@@ -289,9 +306,12 @@ def _snapshot_fast(d: dict[str, Any]) -> CoinSnapshot | None:
             return None
         sources.append(SourceValue(source, source_id, source_price, source_cap, source_volume, last_updated,
                                    bool(sget("used", True)), dropped))
+    record = get("record", True)
+    if type(record) is not bool:
+        return None
     return CoinSnapshot(coin_id, symbol, name, slug, rank, price, market_cap, volume, change_1h, change_24h,
                         change_7d, circulating, total, maximum, confidence, observed_at, currency, coingecko_id,
-                        coinmarketcap_id, tuple(sources))
+                        coinmarketcap_id, tuple(sources), record)
 
 
 def snapshot_from_dict(d: dict[str, Any]) -> CoinSnapshot:
@@ -351,7 +371,7 @@ def _snapshot_checked(d: dict[str, Any]) -> CoinSnapshot:
         currency=_str(d, "currency", required=True, limit=TEXT_LIMITS["currency"]) or "",
         coingecko_id=_str(d, "coingecko_id", limit=TEXT_LIMITS["coingecko_id"]),
         coinmarketcap_id=_str(d, "coinmarketcap_id", limit=TEXT_LIMITS["coinmarketcap_id"]),
-        sources=tuple(sources),
+        sources=tuple(sources), record=_bool(d, "record", default=True),
     )
 
 

@@ -20,12 +20,15 @@ from datetime import UTC, datetime
 from cryptoviz import metrics
 from cryptoviz.bus.base import Publisher
 from cryptoviz.config import Settings
-from cryptoviz.errors import CryptoVizError, ParseError, SourceError, StoreError
+from cryptoviz.errors import CryptoVizError, LayoutChangedError, ParseError, SourceError, StoreError
+from cryptoviz.history_gate import HistoryGate
 from cryptoviz.models import CoinSnapshot, Rejection, SourceQuote
+from cryptoviz.pairs import PairMapper
 from cryptoviz.reconcile import reconcile
 from cryptoviz.sources.base import PullSource, PushSource, RawPage, Source
+from cryptoviz.sources.failed_pages import keep_failed_page
+from cryptoviz.sources.registry import exchanges, parse_page, push_sources
 from cryptoviz.sources.registry import namespaces as registry_namespaces
-from cryptoviz.sources.registry import parse_page
 from cryptoviz.sources.spec import IdNamespace
 from cryptoviz.store.runs import RunReport, SourceReport
 from cryptoviz.store.state import KnownIds, MarketState, NoState, RunLog
@@ -35,6 +38,8 @@ from cryptoviz.validate import quote_time, timestamp, validate_quotes
 logger = logging.getLogger(__name__)
 
 PageSink = Callable[[RawPage, datetime], None]
+# A scraped source reading fewer than this share of its last fetch's coins is flagged as layout drift.
+DRIFT_SHARE = 0.5
 
 
 def cycle_time(now: datetime | None = None) -> datetime:
@@ -154,18 +159,27 @@ def _known_id(s: CoinSnapshot, known: KnownIds, spaces: Mapping[str, IdNamespace
     return None
 
 
-def _parse_outcome(outcome: SourceOutcome, report: SourceReport, observed_at: datetime,
-                   settings: Settings) -> tuple[list[SourceQuote], list[Rejection], list[str]]:
-    """(valid quotes, rejections, errors) of one source's pages or frames."""
+def _parse_outcome(outcome: SourceOutcome, report: SourceReport, observed_at: datetime, settings: Settings,
+                   suspects: list[tuple[RawPage, str]]) -> tuple[list[SourceQuote], list[Rejection], list[str]]:
+    """(valid quotes, rejections, errors) of one source's pages or frames; a page no layout strategy
+    could read goes to ``suspects``."""
     quotes: list[SourceQuote] = []
     rejected: list[Rejection] = []
     errors: list[str] = [str(outcome.error)] if outcome.error else []
     for page in outcome.pages:
         try:
             result = parse_page(page, settings.vs_currency)
+        except LayoutChangedError as exc:
+            errors.append(str(exc))
+            report.layout = f"layout_changed: no coins found (tried {', '.join(exc.strategies_tried) or 'all'})"
+            suspects.append((page, "layout-changed"))
+            continue
         except (SourceError, ParseError) as exc:
             errors.append(str(exc))
             continue
+        if result.strategy is not None:
+            report.strategy = result.strategy
+            report.fell_back = report.fell_back or bool(result.strategies_tried)
         quotes.extend(result.quotes)
         rejected.extend(result.rejected)
     top_n = settings.top_n
@@ -183,13 +197,14 @@ def _parse_outcome(outcome: SourceOutcome, report: SourceReport, observed_at: da
 
 def process(outcomes: Sequence[SourceOutcome], *, observed_at: datetime, settings: Settings,
             previous: Mapping[str, float] | None = None, known_ids: KnownIds | None = None,
-            books: QuoteBooks | None = None,
-            namespaces: Mapping[str, IdNamespace] | None = None) -> tuple[list[CoinSnapshot], RunReport]:
+            books: QuoteBooks | None = None, namespaces: Mapping[str, IdNamespace] | None = None,
+            pairs: PairMapper | None = None) -> tuple[list[CoinSnapshot], RunReport]:
     """Parse, validate and reconcile one cycle. Pure apart from logging and ``books``.
 
     With ``books``, each source's valid quotes are kept there (a pull source's replace its last ones, a
     push source's update them; a failed source's are dropped) and every source with a book but no outcome
-    this cycle contributes its fresh book quotes again (``reused`` in its report).
+    this cycle contributes its fresh book quotes again (``reused`` in its report). With ``pairs``, exchange
+    quotes are mapped to coins and converted to the vs currency before they are reconciled.
     """
     spaces = registry_namespaces() if namespaces is None else namespaces
     run = RunReport(started_at=observed_at)
@@ -198,14 +213,18 @@ def process(outcomes: Sequence[SourceOutcome], *, observed_at: datetime, setting
         report = SourceReport(outcome.source, pages=len(outcome.pages), seconds=outcome.seconds,
                               breaker=outcome.breaker)
         run.sources[outcome.source] = report
-        kept, rejected, errors = _parse_outcome(outcome, report, observed_at, settings)
+        kept, rejected, errors = _parse_outcome(outcome, report, observed_at, settings, run.suspect_pages)
         report.rejected = len(rejected)
         for r in rejected:
             report.reasons[r.reason] = report.reasons.get(r.reason, 0) + 1
+        if not errors and not kept and not outcome.push:
+            errors.append(_nothing_usable(outcome.source, report))
         if errors:
             report.error = "; ".join(errors)[:1000]
             run.errors.append(report.error)
         run.rejections.extend(rejected)
+        if outcome.push:
+            run.fresh.update((q.source, q.source_id) for q in kept)
         if books is not None:
             if outcome.push:
                 books.update(outcome.source, kept)
@@ -223,6 +242,10 @@ def process(outcomes: Sequence[SourceOutcome], *, observed_at: datetime, setting
             if reused:
                 run.sources[source] = SourceReport(source, reused=len(reused))
                 valid.extend(reused)
+    if pairs is not None:
+        valid, mapping = pairs.map(valid)
+        for source, mapped in mapping.items():
+            run.sources.setdefault(source, SourceReport(source)).pairs = mapped.as_json()
     snapshots = reconcile(valid, observed_at=observed_at, trust=settings.trust_of,
                           max_staleness=settings.max_staleness,
                           disagreement_tolerance=settings.disagreement_tolerance, previous=previous,
@@ -234,7 +257,18 @@ def process(outcomes: Sequence[SourceOutcome], *, observed_at: datetime, setting
     run.coins = len(snapshots)
     failed = [r for r in run.sources.values() if r.error]
     run.status = "ok" if not failed else ("failed" if len(failed) == len(run.sources) else "partial")
+    if run.sources and not snapshots:
+        run.status = "failed"  # no source had anything usable: a cycle that stored nothing is not "ok"
     return snapshots, run
+
+
+def _nothing_usable(source: str, report: SourceReport) -> str:
+    """The error of a source that answered but gave not one usable quote (all rejected, stale or none)."""
+    if not report.fetched:
+        return f"{source}: no coin in the answer ({report.pages} page(s))"
+    reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(report.reasons.items(), key=lambda kv: -kv[1])[:4])
+    return (f"{source}: nothing usable: all {report.fetched} item(s) rejected ({reasons}); "
+            "see quote_rejections for each one")
 
 
 # --- the collector -------------------------------------------------------------------------------------
@@ -259,8 +293,21 @@ class Collector:
         self.page_sink = page_sink
         self.intervals = dict(intervals or {})
         self.books = QuoteBooks()
+        names = {s.name for s in self.sources}
+        pushed = {s.name for s in self.sources if isinstance(s, PushSource)} | (push_sources() & names)
+        self.gate = HistoryGate(deviation=settings.history_deviation, heartbeat=settings.history_heartbeat,
+                                volatile=frozenset(pushed))
+        self.pairs = PairMapper(explicit=settings.symbol_map, vs_currency=settings.vs_currency,
+                                exchanges=exchanges())
+        # Live updates: with a stream thread (Pipeline), push frames are taken every stream_interval by
+        # stream_tick() instead of by the cycle; the lock keeps a tick and a cycle from interleaving.
+        self.streaming = False
+        self._lock = threading.Lock()
+        self._known_cache: tuple[dict[str, float], KnownIds] = ({}, {})
+        self._push_reports: dict[str, SourceReport] = {}
         self._clock = clock
         self._next_due: dict[str, float] = {}
+        self._fetched: dict[str, int] = {}  # per scraped source: coins read at its last fetch
         self._namespaces = registry_namespaces()
         pulled = [s for s in self.sources if not isinstance(s, PushSource)]
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(pulled)), thread_name_prefix="source")
@@ -302,7 +349,8 @@ class Collector:
     def run_cycle(self) -> RunReport:
         observed_at = cycle_time()
         outcomes = list(self._pool.map(fetch_source, self.due()))
-        outcomes += [take_frames(s) for s in self.sources if isinstance(s, PushSource)]
+        if not self.streaming:
+            outcomes += [take_frames(s) for s in self.sources if isinstance(s, PushSource)]
         if self.page_sink is not None:
             for outcome in outcomes:
                 for page in outcome.pages:
@@ -317,14 +365,26 @@ class Collector:
             logger.warning("previous consensus unavailable (%s): disagreements are settled without it", exc)
             return {}, {}
 
-    def publish(self, outcomes: Sequence[SourceOutcome], observed_at: datetime) -> RunReport:
+    def publish(self, outcomes: Sequence[SourceOutcome], observed_at: datetime, *,
+                replayed: bool = False) -> RunReport:
+        """Process, publish and record one cycle. ``replayed``: the pages were recorded earlier, so the
+        cycle ends at the capture's last time, not now (its duration, its rejections' time)."""
         previous, known_ids = self._known()
-        snapshots, run = process(outcomes, observed_at=observed_at, settings=self.settings, previous=previous,
-                                 known_ids=known_ids, books=self.books, namespaces=self._namespaces)
-        if snapshots:
-            self.publisher.publish(snapshots)
-            run.published = len(snapshots)
-        run.finished_at = utc_now()
+        with self._lock:
+            self._known_cache = (previous, known_ids)
+            snapshots, run = process(outcomes, observed_at=observed_at, settings=self.settings,
+                                     previous=previous, known_ids=known_ids, books=self.books,
+                                     namespaces=self._namespaces, pairs=self.pairs)
+            snapshots = self.gate.apply(snapshots)
+            self.pairs.learn(snapshots)
+            self._report_feeds(run)
+            if snapshots:
+                self.publisher.publish(snapshots)
+        run.recorded = sum(1 for s in snapshots if s.record)
+        run.published = len(snapshots)
+        self._watch_layouts(outcomes, run)
+        run.finished_at = (max((p.fetched_at for o in outcomes for p in o.pages), default=observed_at)
+                           if replayed else utc_now())
         metrics.observe_run(run)
         try:
             self.runs.record_run(run)
@@ -334,13 +394,100 @@ class Collector:
         return run
 
 
+    def stream_tick(self) -> list[CoinSnapshot]:
+        """A live update: take the push sources' new frames and publish, at once, the coins they moved
+        (reconciled with every source's latest quotes). The cycle's run report counts the ticks' frames."""
+        outcomes = [take_frames(s) for s in self.sources if isinstance(s, PushSource)]
+        if not any(o.pages or o.error for o in outcomes):
+            return []
+        observed_at = cycle_time()
+        if self.page_sink is not None:
+            for outcome in outcomes:
+                for page in outcome.pages:
+                    self.page_sink(page, observed_at)
+        with self._lock:
+            previous, known_ids = self._known_cache
+            snapshots, run = process(outcomes, observed_at=observed_at, settings=self.settings,
+                                     previous=previous, known_ids=known_ids, books=self.books,
+                                     namespaces=self._namespaces, pairs=self.pairs)
+            moved = [s for s in snapshots if any((v.source, v.source_id) in run.fresh for v in s.sources)]
+            moved = self.gate.apply(moved)
+            self.pairs.learn(moved)
+            if moved:
+                self.publisher.publish(moved)
+            ticked = {o.source for o in outcomes}
+            for name, report in run.sources.items():
+                if name in ticked:
+                    self._add_push_report(report)
+        metrics.observe_stream(len(moved), sum(1 for s in moved if s.record))
+        return moved
+
+    def _add_push_report(self, report: SourceReport) -> None:
+        held = self._push_reports.setdefault(report.source, SourceReport(report.source))
+        held.fetched += report.fetched
+        held.rejected += report.rejected
+        held.pages += report.pages
+        for reason, n in report.reasons.items():
+            held.reasons[reason] = held.reasons.get(reason, 0) + n
+        held.pairs = report.pairs or held.pairs
+        if report.error:
+            held.error = report.error
+
+    def _report_feeds(self, run: RunReport) -> None:
+        """Each push source's part in the cycle's report: what its frames brought since the last cycle
+        (taken by the live ticks) and the state of its connection."""
+        for source in self.sources:
+            if not isinstance(source, PushSource):
+                continue
+            report = run.sources.setdefault(source.name, SourceReport(source.name))
+            ticks = self._push_reports.pop(source.name, None)
+            if ticks is not None:
+                report.fetched, report.rejected, report.pages = ticks.fetched, ticks.rejected, ticks.pages
+                report.reasons, report.pairs = ticks.reasons, ticks.pairs or report.pairs
+                report.error = report.error or ticks.error
+            try:
+                status = source.status()
+            except Exception:  # noqa: BLE001 - a feed's report must not break the cycle
+                logger.exception("%s: status failed", source.name)
+                continue
+            report.feed = status.as_json()
+            if status.disabled and not report.error:
+                report.error = f"{source.name}: switched off: {status.disabled}"
+            elif not status.connected and not report.fetched and not report.error:
+                why = f": {status.last_error}" if status.last_error else ""
+                report.error = f"{source.name}: not connected{why}; reconnecting with backoff"
+
+    def _watch_layouts(self, outcomes: Sequence[SourceOutcome], run: RunReport) -> None:
+        """Layout drift: a scraped source whose pages yield far fewer coins than its last fetch did is
+        flagged before it yields none; the pages no strategy could read, or the shrunken ones, are kept
+        under ``CRYPTOVIZ_FAILED_PAGES_DIR`` for a bug report."""
+        for outcome in outcomes:
+            report = run.sources.get(outcome.source)
+            if report is None or outcome.push or not outcome.pages or report.strategy is None:
+                continue
+            before = self._fetched.get(outcome.source)
+            if before and report.fetched < before * DRIFT_SHARE and report.layout is None:
+                report.layout = f"layout_changed: {report.fetched} coins vs {before} at the last fetch"
+                run.suspect_pages.extend((page, "fewer-coins") for page in outcome.pages)
+            if report.fetched:
+                self._fetched[outcome.source] = report.fetched
+        for page, reason in run.suspect_pages:
+            try:
+                path = keep_failed_page(self.settings.failed_pages_dir, page.source, page.body, reason)
+            except OSError as exc:
+                logger.warning("%s: could not keep the page %s (%s)", page.source, page.url, exc)
+                continue
+            logger.warning("%s: %s; page kept as %s (attach it to a bug report)", page.source,
+                           run.sources[page.source].layout, path)
+
+
 def log_cycle(run: RunReport) -> None:
     parts = [f"{name} {r.reused} reused" if r.reused else
              f"{name} {r.fetched - r.rejected}/{r.fetched}" + (" ERROR" if r.error else "")
              for name, r in run.sources.items()]
     seconds = (run.finished_at - run.started_at).total_seconds() if run.finished_at else 0.0
-    logger.info("cycle %s: %d coins published in %.1fs (%s)", run.status, run.published, seconds,
-                ", ".join(parts) or "no sources")
+    logger.info("cycle %s: %d coins published (%d changed) in %.1fs (%s)", run.status, run.published,
+                run.recorded, seconds, ", ".join(parts) or "no sources")
     for name, r in run.sources.items():
         if r.error:
             logger.warning("%s: %s", name, r.error)

@@ -31,13 +31,14 @@ import sqlalchemy as sa
 from cryptoviz.bus.base import Consumer, Publisher
 from cryptoviz.bus.memory import MemoryBus
 from cryptoviz.config import Settings
-from cryptoviz.errors import ConfigError, StoreError
+from cryptoviz.errors import ConfigError, CryptoVizError, StoreError
 from cryptoviz.pipeline import Collector, PageSink, Scheduler, SourceOutcome
-from cryptoviz.sources.base import Source
+from cryptoviz.sources.base import PushSource, Source
 from cryptoviz.sources.http import HttpClient
 from cryptoviz.sources.registry import SPECS, build_sources
 from cryptoviz.store import migrate
 from cryptoviz.store.engine import make_engine, redact
+from cryptoviz.store.retention import UpkeepThread
 from cryptoviz.store.runs import RunReport
 from cryptoviz.store.sink import DeadLetterSink, DeadLetterTable, Sink, open_sink
 from cryptoviz.store.state import NoState, StoreState
@@ -164,6 +165,33 @@ class WriterThread(threading.Thread):
         return self.stored
 
 
+class LiveThread(threading.Thread):
+    """``Collector.stream_tick`` every ``interval`` seconds until ``stop`` is set: the coins the exchanges
+    moved are published without waiting for the next cycle. A failing tick is logged; the next one runs."""
+
+    def __init__(self, collector: Collector, interval: float, stop: threading.Event) -> None:
+        super().__init__(name="live", daemon=True)
+        self._collector, self._interval, self._halt = collector, interval, stop
+        self.ticks = 0
+        self.published = 0
+
+    def run(self) -> None:
+        next_at = time.monotonic()
+        while not self._halt.is_set():
+            try:
+                self.published += len(self._collector.stream_tick())
+            except CryptoVizError as exc:
+                logger.error("live update failed: %s", exc)
+            except Exception:  # noqa: BLE001 - the live path must not die silently; the cycles go on anyway
+                logger.exception("live update failed")
+            self.ticks += 1
+            next_at += self._interval
+            wait = next_at - time.monotonic()
+            if wait < 0:  # a slow tick: start again from now rather than running ticks back to back
+                next_at, wait = time.monotonic(), 0.0
+            self._halt.wait(wait)
+
+
 class Pipeline:
     """source -> collector -> bus -> writer, assembled once for every mode (see the module docstring).
 
@@ -177,7 +205,8 @@ class Pipeline:
                  produce: bool = True, consume: bool = True, in_process: bool | None = None,
                  stop: threading.Event | None = None, page_sink: PageSink | None = None,
                  intervals: Mapping[str, float] | None = None, sink: Sink | None = None,
-                 publisher: Publisher | None = None, on_write: Callable[[int], None] | None = None) -> None:
+                 publisher: Publisher | None = None, on_write: Callable[[int], None] | None = None,
+                 upkeep: bool = False, live: bool = False) -> None:
         self.settings = settings
         self.engine = engine
         self.stop = stop if stop is not None else threading.Event()
@@ -205,6 +234,14 @@ class Pipeline:
         self._writer_stop = self.stop if self.in_process or not produce else threading.Event()
         self.cycles = 0
         self.stored = 0
+        # Partitions ahead and retention, hourly, beside the writer (run, consume): see store.retention.
+        self._upkeep_wanted = upkeep and consume and engine is not None
+        self._upkeep_stop = threading.Event()
+        self.upkeep: UpkeepThread | None = None
+        # Live updates from push sources every CRYPTOVIZ_STREAM_INTERVAL (run, demo, collect)
+        self._live = live
+        self._live_stop = threading.Event()
+        self.live: LiveThread | None = None
 
     # --- assembly ----------------------------------------------------------------------------------
 
@@ -229,12 +266,19 @@ class Pipeline:
             self.writer = WriterThread(consumer, sink, self._writer_stop, self.settings, dead_letters=letters,
                                        on_write=self._on_write, drain=self.in_process, also_stop=self.stop)
             self.writer.start()
+            if self._upkeep_wanted:
+                self.upkeep = UpkeepThread(self._engine(), self.settings, self._upkeep_stop)
+                self.upkeep.start()
         if publisher is not None:
             self._publisher = publisher
             state = StoreState(self.engine) if self.engine is not None else NoState()
             self.collector = Collector(self.settings, self._sources, publisher, state=state, runs=state,
                                        page_sink=self._page_sink, intervals=self._intervals)
             self.collector.start()
+            if self._live and any(isinstance(s, PushSource) for s in self._sources):
+                self.collector.streaming = True
+                self.live = LiveThread(self.collector, self.settings.stream_interval, self._live_stop)
+                self.live.start()
         return self
 
     def _engine(self) -> sa.Engine:
@@ -262,9 +306,9 @@ class Pipeline:
         return self._collector().run_cycle()
 
     def publish(self, outcomes: Sequence[SourceOutcome], observed_at: datetime) -> RunReport:
-        """One cycle of already fetched pages (a replay)."""
+        """One cycle of already fetched pages (a replay: the cycle keeps the capture's times)."""
         self.cycles += 1
-        return self._collector().publish(outcomes, observed_at)
+        return self._collector().publish(outcomes, observed_at, replayed=True)
 
     def _collector(self) -> Collector:
         if self.collector is None:
@@ -275,6 +319,9 @@ class Pipeline:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        self._live_stop.set()
+        if self.live is not None:
+            self.live.join(timeout=10)
         if self.collector is not None:
             self.collector.close()
         if self._memory is not None:
@@ -289,6 +336,7 @@ class Pipeline:
                 time.sleep(min(5.0, self.settings.batch_timeout * 3))
         self.stop.set()  # and a batch the database keeps refusing is given up after CRYPTOVIZ_DRAIN_TIMEOUT
         self._writer_stop.set()
+        self._upkeep_stop.set()
         try:
             if self.writer is not None:
                 self.stored = self.writer.result()

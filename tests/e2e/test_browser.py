@@ -8,17 +8,19 @@ without a reload. A screenshot goes to test-artifacts/dashboard.png and docs/img
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from fastapi import FastAPI
 
 from cryptoviz.api.app import create_app
 from cryptoviz.api.server import ServerHandle, serve_in_thread
@@ -29,9 +31,10 @@ from cryptoviz.simulator import Simulator, start_simulator
 from cryptoviz.sources.http import HttpClient
 from cryptoviz.sources.registry import build_sources
 from cryptoviz.store import migrate
+from cryptoviz.store.candles import TIER_BY_NAME, Point, aggregate, write_backfill
 from cryptoviz.store.engine import make_engine
 from cryptoviz.store.sink import open_sink
-from cryptoviz.store.tables import currencies, currency_data
+from cryptoviz.store.tables import currencies, currency_data, currency_data_history, source_quotes
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -63,13 +66,13 @@ class Market:
     simulator: Simulator
     http: HttpClient
 
-    def run_cycles(self, n: int) -> int:
+    def run_cycles(self, n: int, on_write: Callable[[int], None] | None = None) -> int:
         sources, warnings = build_sources(self.settings, self.http)
         assert not warnings, warnings
         for source in sources:
             # The public APIs' request budgets do not apply to the local simulator: one cycle a second.
             self.http.set_rate_limit(source.name, 6000, 100)
-        with Pipeline(self.settings, engine=self.engine, sources=sources) as pipeline:
+        with Pipeline(self.settings, engine=self.engine, sources=sources, on_write=on_write) as pipeline:
             cycles = pipeline.run(max_cycles=n)
         assert cycles == n
         return pipeline.stored
@@ -93,8 +96,13 @@ def market(tmp_path: Path) -> Iterator[Market]:
 
 
 @pytest.fixture
-def server(market: Market) -> Iterator[ServerHandle]:
-    handle = serve_in_thread(create_app(market.engine, market.settings, poll_interval=0.5), port=0)
+def app(market: Market) -> FastAPI:
+    return create_app(market.engine, market.settings, poll_interval=0.5)
+
+
+@pytest.fixture
+def server(app: FastAPI) -> Iterator[ServerHandle]:
+    handle = serve_in_thread(app, port=0)
     try:
         yield handle
     finally:
@@ -127,7 +135,21 @@ def next_observation(engine: sa.Engine, coin: str, factor: float) -> CoinSnapsho
     ))
 
 
-def test_dashboard_shows_the_market_and_updates_live(market: Market, server: ServerHandle) -> None:
+CHART_TAIL = """(() => { const d = document.getElementById('chart').data;
+  const n = d[0].close.length;
+  return {points: d[1].x.length, candles: n, close: d[0].close[n - 1], high: d[0].high[n - 1]}; })()"""
+# Records the class changes of bitcoin's price cell (a flash lasts about a second) and marks its row.
+WATCH_FLASHES = """(() => {
+  window.__flashes = [];
+  const row = document.querySelector('[data-testid=coin-row][data-id=bitcoin]');
+  row.__watched = true;
+  const cell = row.querySelector('[data-testid=price]');
+  new MutationObserver(() => window.__flashes.push({cls: cell.className, text: cell.textContent}))
+    .observe(cell, {attributes: true, attributeFilter: ['class']});
+})()"""
+
+
+def test_dashboard_shows_the_market_and_updates_live(market: Market, app: FastAPI, server: ServerHandle) -> None:
     executable = chromium_path()
     from playwright.sync_api import sync_playwright
 
@@ -189,11 +211,12 @@ def test_dashboard_shows_the_market_and_updates_live(market: Market, server: Ser
             page.wait_for_function("document.querySelector('[data-testid=coin-title]').textContent === 'Bitcoin'")
             page.wait_for_function("document.getElementById('chart').data.length >= 4")
 
-            # Live: the pipeline keeps collecting while the page is open.
+            # Live: the pipeline keeps collecting while the page is open; each committed batch wakes the stream
+            # (the wiring of `cryptoviz run`).
             before_text = page.locator("[data-testid=last-update]").inner_text()
             before_time = page.locator("[data-testid=last-update]").get_attribute("datetime")
             before_points = page.evaluate("document.getElementById('chart').data[1].x.length")
-            market.run_cycles(LIVE_CYCLES)
+            market.run_cycles(LIVE_CYCLES, on_write=app.state.live.notify)
             latest = current(market.engine, "bitcoin")["observed_at"]
             iso = latest.strftime("%Y-%m-%dT%H:%M:%S")
             page.wait_for_function(
@@ -204,18 +227,38 @@ def test_dashboard_shows_the_market_and_updates_live(market: Market, server: Ser
             page.wait_for_function(f"document.getElementById('chart').data[1].x.length >= {before_points + 1}")
 
             # One more observation with a known price: the table cell and the chart follow.
+            last_price = current(market.engine, "bitcoin")["price"]
+            page.wait_for_function(  # the cycles above have all arrived, in the line and in the last candle
+                "(price) => { const d = document.getElementById('chart').data;"
+                " return d[1].y[d[1].y.length - 1] === price && d[0].close[d[0].close.length - 1] === price; }",
+                arg=last_price)
+            chart_before = page.evaluate(CHART_TAIL)
+            page.evaluate(WATCH_FLASHES)
             new = next_observation(market.engine, "bitcoin", 1.002)
             open_sink(market.engine).write([new])
+            app.state.live.notify(1)
             expected = f"${new.price:,.2f}"
             cell = page.locator("[data-testid=coin-row][data-id=bitcoin] [data-testid=price]")
             page.wait_for_function(
                 "(expected) => document.querySelector("
                 "'[data-testid=coin-row][data-id=bitcoin] [data-testid=price]').textContent === expected", arg=expected)
             assert cell.inner_text() == expected
+            # It flashed green (the price went up), in place: the same row, updated by a delta of the stream.
+            flashes = page.evaluate("window.__flashes")
+            assert {"cls": "num flash-up", "text": expected} in flashes, flashes
+            assert page.evaluate("document.querySelector('[data-testid=coin-row][data-id=bitcoin]').__watched")
+            assert page.locator("[data-testid=coin-row][data-id=bitcoin]").get_attribute("class") == "selected"
+            # The chart gained the live point, and its last candle closes at the new price.
             page.wait_for_function(
                 "(price) => { const d = document.getElementById('chart').data[1];"
                 " return d.y[d.y.length - 1] === price; }", arg=new.price)
+            chart_after = page.evaluate(CHART_TAIL)
+            assert chart_after["points"] == chart_before["points"] + 1, (chart_before, chart_after)
+            assert chart_after["close"] == new.price and chart_after["high"] >= new.price, chart_after
+            assert chart_after["candles"] in (chart_before["candles"], chart_before["candles"] + 1)
             assert page.locator("[data-testid=coin-price]").inner_text() == expected
+            assert page.locator("[data-testid=live-indicator]").get_attribute("data-state") == "live"
+            assert re.fullmatch(r"stream \d+s ago", page.locator("[data-testid=stream-age]").inner_text())
             assert re.fullmatch(r"\d{1,2}:\d{2}:\d{2}( [AP]M)?", page.locator("[data-testid=last-update]").inner_text())
 
             page.wait_for_function("!document.querySelector('.flash-up, .flash-down')")  # the price flash is over
@@ -275,3 +318,99 @@ def test_dashboard_passes_the_token_to_its_requests_and_stream(tmp_path: Path) -
     finally:
         handle.stop()
         engine.dispose()
+
+
+def chart_state(page: Any) -> dict[str, Any]:
+    return page.evaluate(
+        "(() => { const c = document.getElementById('chart'); const info = document.getElementById('chart-info');"
+        " return {tier: info.dataset.tier, lineTier: info.dataset.lineTier, step: Number(info.dataset.step),"
+        " info: info.textContent, banner: document.getElementById('banner').hidden ? '' : "
+        "document.getElementById('banner').textContent,"
+        " traces: (c.data || []).map(t => ({type: t.type, name: t.name, n: (t.x || []).length,"
+        " nulls: (t.y || []).filter(v => v === null).length}))}; })()")
+
+
+def long_history(url: str, now: datetime) -> None:
+    """Bitcoin and ether every 10 minutes for 40 days (but an 8-hour hole 20 days ago), raw rows kept only
+    3 days (as retention leaves them), and 5 backfilled days 200 days ago."""
+    from tests.factories import snapshot
+
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    start = now - timedelta(days=40)
+    hole = (now - timedelta(days=20), now - timedelta(days=20) + timedelta(hours=8))
+    times = [start + timedelta(minutes=10 * k) for k in range(40 * 144)]
+    open_sink(engine).write([snapshot(coin, price=p * (1 + 0.05 * math.sin(k / 50)), at=t, symbol=symbol)
+                             for k, t in enumerate(times) if not hole[0] <= t < hole[1]
+                             for coin, symbol, p in (("bitcoin", "BTC", 60_000.0), ("ethereum", "ETH", 3_000.0))])
+    with engine.begin() as conn:
+        for table in (currency_data_history, source_quotes):
+            conn.execute(sa.delete(table).where(table.c.observed_at < now - timedelta(days=3)))
+        old = (now - timedelta(days=200)).replace(hour=0, minute=0, second=0)  # 5 whole days
+        points = [Point("bitcoin", old + timedelta(hours=h), 20_000.0 + 10 * h) for h in range(5 * 24)]
+        for tier in (TIER_BY_NAME["1h"], TIER_BY_NAME["1d"]):
+            write_backfill(conn, tier, aggregate(points, tier.seconds, backfill=True).values())
+    engine.dispose()
+
+
+def test_long_ranges_draw_candles_from_the_tiers(tmp_path: Path) -> None:
+    executable = chromium_path()
+    from playwright.sync_api import sync_playwright
+
+    url = f"sqlite:///{tmp_path / 'long.db'}"
+    long_history(url, datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5))
+    engine = make_engine(url)
+    handle = serve_in_thread(create_app(engine, load_settings(database_url=url), poll_interval=0.5), port=0)
+    problems: list[str] = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1440, "height": 1100})
+                page.set_default_timeout(TIMEOUT_MS)
+                page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+                page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}")
+                        if msg.type == "error" else None)
+                page.goto(f"{handle.url}/?coin=bitcoin")
+
+                def show(label: str, tier: str) -> dict[str, Any]:
+                    button = page.locator("[data-range]", has_text=label).first
+                    button.click()
+                    page.wait_for_function(
+                        "([range, tier]) => { const info = document.getElementById('chart-info').dataset;"
+                        " return info.range === range && info.tier === tier; }",
+                        arg=[button.get_attribute("data-range"), tier])
+                    state = chart_state(page)
+                    assert state["banner"] == "", state
+                    assert state["traces"][0]["type"] == "candlestick" and state["traces"][1]["name"] == "consensus"
+                    return state
+
+                # 24h: the raw points (kept 3 days) and candles of a step that suits them.
+                page.wait_for_function("(() => { const c = document.getElementById('chart');"
+                                       " return c && c.data && c.data.length >= 4; })()")
+                day = chart_state(page)
+                assert day["lineTier"] == "raw" and day["traces"][1]["n"] >= 140, day
+
+                # 30d: hourly candles (the raw rows are gone), each source's close beside them, the hole a gap.
+                month = show("30d", "1h")
+                assert month["lineTier"] == "1h" and month["step"] % 3600 == 0
+                assert month["traces"][0]["n"] >= 100, month
+                assert {t["name"] for t in month["traces"][2:]} == {"coingecko", "coinmarketcap"}, month
+                assert month["traces"][1]["nulls"] == 1, month  # the 8-hour hole: no line across it
+
+                # 1y: daily candles; the backfilled days lighter, the time between them and the live data a gap.
+                year = show("1y", "1d")
+                assert year["step"] == 86_400 and year["traces"][0]["n"] >= 39, year
+                assert year["traces"][-1] == {"type": "candlestick", "name": "backfilled", "n": 5, "nulls": 0}, year
+                assert year["traces"][1]["nulls"] >= 1 and "5 backfilled" in year["info"], year
+
+                whole = show("all", "1d")
+                assert whole["traces"] == year["traces"], whole
+                back = show("24h", day["tier"])
+                assert back["lineTier"] == "raw", back
+            finally:
+                browser.close()
+    finally:
+        handle.stop()
+        engine.dispose()
+    assert not problems, problems

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,26 @@ def test_demo_with_three_sources_lowers_confidence_where_they_disagree(tmp_path:
     best_single_trust = 0.8  # coingecko, the most trusted of the three
     assert eth.confidence < best_single_trust  # sources disagree: less sure than one source alone
     assert agreeing > best_single_trust  # three sources that agree: surer than any one alone
+
+
+def test_demo_opens_on_charts_with_history(tmp_path: Path) -> None:
+    db = tmp_path / "history.db"
+    result = _cli("demo", "--duration", "5", "--database-url", f"sqlite:///{db}", "--no-serve", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "demo: past backfilled for" in result.stderr
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        hourly, backfilled, oldest = conn.execute(sa.text(
+            "SELECT count(*), sum(n_backfill > 0), min(bucket) FROM candles_1h WHERE currency_id = 'bitcoin'")).one()
+        five_minutes = conn.execute(sa.text(
+            "SELECT count(*) FROM candles_5m WHERE currency_id = 'bitcoin' AND n_backfill > 0")).scalar_one()
+        coins = conn.execute(sa.text(
+            "SELECT count(DISTINCT currency_id) FROM candles_1h WHERE n_backfill > 0")).scalar_one()
+        live = conn.execute(sa.text(
+            "SELECT count(*) FROM currency_data_history WHERE currency_id = 'bitcoin'")).scalar_one()
+    engine.dispose()
+    assert hourly >= 24 and backfilled >= 24  # two days of hours, before the first live cycle
+    assert str(oldest) < str(datetime.now(UTC) - timedelta(hours=40))
+    assert five_minutes >= 250  # and the last day in 5-minute candles
+    assert coins >= 190  # every simulated coin (a rare failed fetch aside)
+    assert live >= 1  # then the live cycles went on as usual

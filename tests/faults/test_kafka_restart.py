@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -27,7 +27,8 @@ from tests.faults.conftest import clean_env, services, wait_for
 
 pytestmark = pytest.mark.faults
 
-T0 = datetime(2026, 4, 1, tzinfo=UTC)
+# Recent enough to stay within raw retention (30 days): `consume` prunes older rows by itself.
+T0 = (datetime.now(UTC) - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
 COINS = 300
 MINUTES = 10  # 300 coins x 10 observations = 3,000 snapshots
 OUTAGE = 5.0  # seconds between kafka-stop returning and kafka-start being run

@@ -44,7 +44,20 @@ from cryptoviz.models import (
     decode_snapshot,
     encode_snapshot,
 )
-from cryptoviz.sources import coingecko, coingecko_html, coinmarketcap, coinmarketcap_html, coinpaprika, numbers
+from cryptoviz.sources import (
+    binance,
+    coinbase,
+    coingecko,
+    coingecko_history,
+    coingecko_html,
+    coinmarketcap,
+    coinmarketcap_history,
+    coinmarketcap_html,
+    coinpaprika,
+    kraken,
+    numbers,
+)
+from cryptoviz.sources.coingecko_history import History
 
 pytestmark = pytest.mark.fuzz
 
@@ -97,9 +110,20 @@ SNIPPETS = [
     b'<meta charset="utf-16">', b"\x00", b"\xff\xfe", b"\xef\xbb\xbf", "\u20ac \u2085 \u2212 \u202f".encode(),
     b"<div>" * 600, b"<b><i>" * 200, b"&#0;&#xD800;&#x110000;&amp", b"Just a moment...",
     b"429 Too Many Requests", b"$1,234.56", b"1,23 Md $", b"n/a", b"-", b"<td>$0.0<sub>5</sub>123</td>",
+    # older layouts: exact values in attributes, the symbol as a link, other JSON shapes, browser formats
+    b'<td data-usd="1e999" data-sort="nan">', b'<a class="price" data-usd="abc">', b'<span data-supply="-0">',
+    b'<td data-percentusd="1.234" data-timespan="1h" data-symbol="">', b'<td data-cc-id="99999999999999999999">',
+    b'<span class="currency-symbol"><a href="/currencies/bitcoin/">BTC</a></span>',
+    b'<a class="coin-symbol" href="/en/coins/bitcoin">', b'<img class="coin-logo" src="./x_files/1.png">',
+    b'<th>Symbol</th>', b'<th>Mkt Cap</th>', b'<th>Change (24h)</th>', b"<table><thead><tr><th>Coin</th>"
+    b"<th>Price</th><th>Market Cap</th></tr></thead></table>",
+    b'"listingLatest": {"data": [{"keysArr": ["id", "quote.USD.price", "a.b.c.d"]}, [1, "x"], []]}',
+    b'"{\\"listingLatest\\": {\\"data\\": [{\\"keysArr\\": null}]}}"', b'{"keysArr": [1, null, ""]}',
+    b"$7.299.982.172", b"0,05%", b"1.234", b"$1,234", b"1.234,5", b"\xc2\xa0436,54",
 ]
 ATTRIBUTE_VALUES = [b"", b"99999", b"-1", b"/en/coins/", b"/currencies//", b"fr", b"de", b"symbol", b"down",
-                    b"table", b"__NEXT_DATA__", b"/coins/64x64/x.png"]
+                    b"table", b"__NEXT_DATA__", b"/coins/64x64/x.png", b"1e999", b"nan", b"1.234", b"-0", b"?",
+                    b"coin-logo", b"currency-symbol", b"1h", b"24h", b"./x_files/123.png"]
 
 
 class Raw:
@@ -333,7 +357,7 @@ class Fuzzer:
         return body
 
     def next_data(self, body: bytes) -> bytes:
-        """The coin items inside ``__NEXT_DATA__`` mutated (the JSON path of coinmarketcap.com pages)."""
+        """The coin items inside ``__NEXT_DATA__`` mutated (the JSON paths of coinmarketcap.com pages)."""
         m = re.search(rb'(<script id="__NEXT_DATA__"[^>]*>)(.*?)(</script>)', body, re.DOTALL)
         if m is None:
             return body
@@ -344,10 +368,10 @@ class Fuzzer:
 
         def walk(node: Any) -> Any:
             if isinstance(node, dict):
-                return {k: (self.mutate(v) if k == "cryptoCurrencyList" else walk(v)) for k, v in node.items()}
+                return {k: (self.mutate(v) if k in LIST_KEYS else walk(v)) for k, v in node.items()}
             if isinstance(node, list):
                 return [walk(v) for v in node]
-            if isinstance(node, str) and "cryptoCurrencyList" in node and node.lstrip()[:1] == "{":
+            if isinstance(node, str) and any(k in node for k in LIST_KEYS) and node.lstrip()[:1] == "{":
                 try:
                     return dump(walk(json.loads(node)))
                 except ValueError:
@@ -402,8 +426,13 @@ PAPRIKA_DOCS = [read_json(CP / "tickers-usd.json", 4), read_json(CP / "error-429
 
 # What the page parsers read; everything else (Tailwind and styled-components classes, data-*, styles)
 # is dropped from the seed pages to keep them small.
-_KEPT_ATTRIBUTES = {"href", "src", "alt", "colspan", "id", "lang", "charset", "type", "data-coin-table-target"}
-_KEPT_CLASS = re.compile(r"down|up|negative|danger|decrease|symbol|name|cmc-table|caret|hidden", re.IGNORECASE)
+_KEPT_ATTRIBUTES = {"href", "src", "alt", "colspan", "id", "lang", "charset", "type", "data-coin-table-target",
+                    "data-usd", "data-supply", "data-percentusd", "data-sort", "data-symbol", "data-coin-symbol",
+                    "data-cc-id", "data-timespan"}
+_KEPT_CLASS = re.compile(r"down|up|negative|danger|decrease|symbol|name|cmc-table|caret|hidden|logo",
+                         re.IGNORECASE)
+# Where the pages keep their coin lists: cut to a few items in the seeds, mutated by Fuzzer.next_data.
+LIST_KEYS = ("cryptoCurrencyList", "listingLatest")
 
 
 def _slim(soup: BeautifulSoup) -> None:
@@ -434,13 +463,20 @@ def _trim_rows(soup: BeautifulSoup, keep_first: int, keep_last: int) -> None:
 
 
 def _trim_lists(node: Any, keep: int) -> Any:
-    """Cut every ``cryptoCurrencyList`` to ``keep`` items, also inside values that are JSON strings."""
+    """Cut every ``cryptoCurrencyList`` and ``listingLatest.data`` to ``keep`` items (a ``keysArr`` item and
+    ``keep`` rows), also inside values that are JSON strings."""
     if isinstance(node, dict):
-        return {k: (v[:keep] if k == "cryptoCurrencyList" and isinstance(v, list) else _trim_lists(v, keep))
-                for k, v in node.items()}
+        out = {k: (v[:keep] if k == "cryptoCurrencyList" and isinstance(v, list) else _trim_lists(v, keep))
+               for k, v in node.items()}
+        listing = out.get("listingLatest")
+        if isinstance(listing, dict) and isinstance(listing.get("data"), list):
+            data = listing["data"]
+            keyed = bool(data) and isinstance(data[0], dict) and "keysArr" in data[0]
+            out["listingLatest"] = dict(listing, data=data[:keep + keyed])
+        return out
     if isinstance(node, list):
         return [_trim_lists(v, keep) for v in node]
-    if isinstance(node, str) and "cryptoCurrencyList" in node and node.lstrip()[:1] in ("{", "["):
+    if isinstance(node, str) and any(k in node for k in LIST_KEYS) and node.lstrip()[:1] in ("{", "["):
         try:
             return json.dumps(_trim_lists(json.loads(node), keep), separators=(",", ":"))
         except ValueError:
@@ -465,14 +501,18 @@ COINGECKO_PAGES = [trimmed_page(n) for n in (
     "coingecko-en-page1.html", "coingecko-fr-page1.html", "coingecko-en-no-header.html",
     "coingecko-en-broken-rows.html", "coingecko-en-lazy-rows.html", "coingecko-en-no-table-marker.html",
     "coingecko-en-renamed-classes.html", "coingecko-en-empty-table.html", "coingecko-en-no-table.html",
-    "coingecko-challenge.html", "coingecko-access-denied.html")]
+    "coingecko-challenge.html", "coingecko-access-denied.html", "real/coingecko-2020-home-made.html")]
 CMC_PAGES = [trimmed_page(n) for n in (
     "coinmarketcap-en-page1.html", "coinmarketcap-fr-page1.html", "coinmarketcap-en-no-next-data.html",
     "coinmarketcap-fr-no-next-data.html", "coinmarketcap-en-list-in-page-props.html",
     "coinmarketcap-en-json-without-list.html", "coinmarketcap-en-broken-items.html",
     "coinmarketcap-en-broken-rows.html", "coinmarketcap-en-renamed-classes.html",
     "coinmarketcap-en-empty-list.html", "coinmarketcap-en-no-list-no-table.html",
-    "coinmarketcap-challenge.html")]
+    "coinmarketcap-challenge.html", "real/coinmarketcap-2025-home.html", "real/coinmarketcap-2018-home-made.html",
+    "real/coinmarketcap-2019-all-browser-de-made.html", "real/coinmarketcap-2020-home-made.html",
+    "real/coinmarketcap-2022-all-keysarr-made.html")]
+# The 2020 page without its __NEXT_DATA__: the React table after its header-only copies.
+CMC_PAGES.append(re.sub(rb'<script id="__NEXT_DATA__".*?</script>', b"", CMC_PAGES[-2], flags=re.DOTALL))
 
 
 def _snapshot(n: int) -> CoinSnapshot:
@@ -495,12 +535,13 @@ PATHS = {id(doc): paths_of(doc) for doc in [*COINGECKO_DOCS, *CMC_DOCS, *PAPRIKA
 # --- the properties ---------------------------------------------------------------------------------
 
 
-def check_result(result: Any, source: str) -> None:
+def check_result(result: Any, source: str, *, named: bool = True) -> None:
+    """``named``: the source names its coins (an exchange names pairs only)."""
     assert isinstance(result, ParseResult)
     for quote in result.quotes:
         assert isinstance(quote, SourceQuote)
         assert quote.source == source
-        assert quote.name and quote.symbol and quote.source_id
+        assert (quote.name or not named) and quote.symbol and quote.source_id
         for value in (quote.price, quote.market_cap, quote.volume_24h, quote.change_1h, quote.change_24h,
                       quote.change_7d, quote.circulating_supply, quote.total_supply, quote.max_supply):
             assert value is None or isinstance(value, float)
@@ -512,14 +553,14 @@ def check_result(result: Any, source: str) -> None:
 
 
 def parse_or_fail_cleanly(parse: Callable[[bytes, datetime, str], ParseResult], body: bytes, currency: str,
-                          source: str) -> None:
+                          source: str, *, named: bool = True) -> None:
     note(f"currency={currency!r} body={body[:4000]!r}{' (cut)' if len(body) > 4000 else ''}")
     try:
         result = parse(body, COLLECTED, currency)
     except (ParseError, SourceError) as exc:
         assert str(exc).strip(), "an error must say what went wrong"
         return
-    check_result(result, source)
+    check_result(result, source, named=named)
 
 
 @FUZZ
@@ -584,6 +625,25 @@ def test_numbers_parse_number(text: Any, locale: str) -> None:
 
 
 @FUZZ
+@given(texts=st.lists(st.one_of(st.lists(st.sampled_from(NUMBER_PARTS), max_size=10).map("".join),
+                                st.text(max_size=40)), max_size=8),
+       decimal=st.sampled_from([None, ".", ",", ";"]), locale=st.sampled_from(["en", "fr"]))
+def test_numbers_decimal_mark(texts: list[str], decimal: str | None, locale: str) -> None:
+    """Telling the decimal mark never fails, and a number read in the mark it shows reads back."""
+    settled = numbers.settle_decimal_mark(texts)
+    assert settled in (None, ".", ",")
+    for text in texts:
+        mark = numbers.decimal_mark(text)
+        assert mark in (None, ".", ",", numbers.AMBIGUOUS)
+        try:
+            value = numbers.parse_detailed(text, locale=locale, decimal=decimal).value
+        except ParseError as exc:
+            assert str(exc).startswith("cannot read number")
+            continue
+        assert value is None or math.isfinite(value)
+
+
+@FUZZ
 @given(seed=SEEDS)
 def test_models_decode_snapshot(seed: int) -> None:
     fuzz = Fuzzer(seed)
@@ -619,4 +679,133 @@ def test_the_seed_inputs_still_parse() -> None:
     assert len(coingecko_html.parse_page(COINGECKO_PAGES[1], COLLECTED, "eur").quotes) == 3
     assert len(coinmarketcap_html.parse_page(CMC_PAGES[0], COLLECTED, "usd").quotes) == 3
     assert len(coinmarketcap_html.parse_page(CMC_PAGES[2], COLLECTED, "usd").quotes) == 2  # the table rows
+    # The other layouts, each still read by its own strategy.
+    strategies = {}
+    for page in [*CMC_PAGES[12:], COINGECKO_PAGES[-1]]:
+        parse = coingecko_html.parse_page if page is COINGECKO_PAGES[-1] else coinmarketcap_html.parse_page
+        result = parse(page, COLLECTED, "usd")
+        assert len(result.quotes) >= 2 and not result.rejected
+        strategies[result.strategy] = strategies.get(result.strategy, 0) + 1
+    assert strategies == {"table": 3, "table:attributes": 2, "next-data:listingLatest": 1, "next-data:keysArr": 1}
     assert decode_snapshot(orjson.dumps(MESSAGES[0])) == _snapshot(0)
+
+
+# --- the history parsers -----------------------------------------------------------------------------
+
+
+def _first(doc: Any, keep: int) -> Any:
+    """A market_chart body with each series cut to ``keep`` points, or a quotes/historical body with ``keep``
+    quotes."""
+    if isinstance(doc, dict) and "prices" in doc:
+        return {k: (v[:keep] if isinstance(v, list) else v) for k, v in doc.items()}
+    for coin in (doc.get("data") or {}).values() if isinstance(doc, dict) else ():
+        if isinstance(coin, dict) and isinstance(coin.get("quotes"), list):
+            coin["quotes"] = coin["quotes"][:keep]
+    return doc
+
+
+CHART_DOCS = [read_json(CG / "market-chart-example.json"), _first(read_json(CG / "market-chart-hourly.json"), 4),
+              _first(read_json(CG / "market-chart-daily.json"), 3), read_json(CG / "market-chart-malformed.json"),
+              read_json(CG / "market-chart-error-365-days.json"), read_json(CG / "market-chart-coin-not-found.json"),
+              read_json(CG / "error-429.json")]
+CMC_HISTORY_DOCS = [read_json(CMC / "historical-docs-example.json"),
+                    _first(read_json(CMC / "historical-v2-hourly.json"), 3), read_json(CMC / "historical-error-1006.json"),
+                    read_json(CMC / "error-1008.json")]
+PATHS.update({id(doc): paths_of(doc) for doc in [*CHART_DOCS, *CMC_HISTORY_DOCS]})
+
+
+def history_or_fail_cleanly(parse: Callable[[bytes], History], body: bytes, source: str) -> None:
+    note(f"body={body[:4000]!r}{' (cut)' if len(body) > 4000 else ''}")
+    try:
+        history = parse(body)
+    except (ParseError, SourceError) as exc:
+        assert str(exc).strip(), "an error must say what went wrong"
+        return
+    assert isinstance(history, History)
+    times = [p.at for p in history.points]
+    assert times == sorted(set(times)), "points are oldest first, one per time"
+    for point in history.points:
+        assert point.at.tzinfo is not None
+        assert isinstance(point.price, float) and math.isfinite(point.price) and point.price > 0
+        for value in (point.market_cap, point.volume_24h):
+            assert value is None or (isinstance(value, float) and math.isfinite(value) and value >= 0)
+    for rejection in history.rejected:
+        assert isinstance(rejection, Rejection)
+        assert rejection.source == source and rejection.reason and rejection.field
+    spacing = history.spacing()
+    assert spacing is None or spacing > 0
+
+
+@FUZZ
+@given(seed=SEEDS)
+def test_coingecko_history_parse_market_chart(seed: int) -> None:
+    fuzz = Fuzzer(seed)
+    body = fuzz.json_body(CHART_DOCS, CMC_HISTORY_DOCS)
+    history_or_fail_cleanly(lambda raw: coingecko_history.parse_market_chart(raw, "bitcoin"), body, "coingecko")
+
+
+@FUZZ
+@given(seed=SEEDS)
+def test_coinmarketcap_history_parse_quotes_historical(seed: int) -> None:
+    fuzz = Fuzzer(seed)
+    body = fuzz.json_body(CMC_HISTORY_DOCS, CHART_DOCS)
+    currency = fuzz.rng.choice(CURRENCIES)
+    history_or_fail_cleanly(lambda raw: coinmarketcap_history.parse_quotes_historical(raw, "1", currency), body,
+                            "coinmarketcap")
+
+
+def test_the_history_seed_inputs_still_parse() -> None:
+    assert len(coingecko_history.parse_market_chart(dump(CHART_DOCS[0]).encode(), "bitcoin").points) == 2
+    assert len(coingecko_history.parse_market_chart(dump(CHART_DOCS[1]).encode(), "bitcoin").points) == 4
+    assert len(coingecko_history.parse_market_chart(dump(CHART_DOCS[3]).encode(), "bitcoin").rejected) == 13
+    assert len(coinmarketcap_history.parse_quotes_historical(dump(CMC_HISTORY_DOCS[0]).encode(), "1",
+                                                             "usd").points) == 2
+    assert len(coinmarketcap_history.parse_quotes_historical(dump(CMC_HISTORY_DOCS[1]).encode(), "1",
+                                                             "usd").points) == 3
+
+
+# --- the exchanges' websocket frames ------------------------------------------------------------------
+
+BN, CB, KR = FIXTURES / "binance", FIXTURES / "coinbase", FIXTURES / "kraken"
+BINANCE_DOCS = [read_json(BN / "mini-ticker-arr-combined.json", 4), read_json(BN / "mini-ticker-arr-raw.json"),
+                read_json(BN / "subscribe-response.json"), read_json(BN / "error-invalid-request.json"),
+                read_json(BN / "server-shutdown.json")]
+COINBASE_DOCS = [read_json(CB / "ticker-batch.json"), read_json(CB / "ticker.json"), read_json(CB / "heartbeats.json"),
+                 read_json(CB / "subscriptions.json"), read_json(CB / "error.json")]
+KRAKEN_DOCS = [read_json(KR / "ticker-update.json"), read_json(KR / "ticker-snapshot.json"),
+               read_json(KR / "heartbeat.json"), read_json(KR / "status.json"), read_json(KR / "subscribe-ack.json"),
+               read_json(KR / "subscribe-error.json")]
+PATHS.update({id(doc): paths_of(doc) for doc in [*BINANCE_DOCS, *COINBASE_DOCS, *KRAKEN_DOCS]})
+
+
+def frame_or_fail_cleanly(module: Any, body: bytes, currency: str) -> None:
+    """The parser returns quotes of pairs or raises one of the project's errors; classifying never raises."""
+    assert module.classify(body).kind
+    parse_or_fail_cleanly(module.parse_frame, body, currency, module.SOURCE, named=False)
+
+
+@FUZZ
+@given(seed=SEEDS)
+def test_binance_parse_frame(seed: int) -> None:
+    fuzz = Fuzzer(seed)
+    frame_or_fail_cleanly(binance, fuzz.json_body(BINANCE_DOCS, KRAKEN_DOCS), fuzz.rng.choice(CURRENCIES))
+
+
+@FUZZ
+@given(seed=SEEDS)
+def test_coinbase_parse_frame(seed: int) -> None:
+    fuzz = Fuzzer(seed)
+    frame_or_fail_cleanly(coinbase, fuzz.json_body(COINBASE_DOCS, BINANCE_DOCS), fuzz.rng.choice(CURRENCIES))
+
+
+@FUZZ
+@given(seed=SEEDS)
+def test_kraken_parse_frame(seed: int) -> None:
+    fuzz = Fuzzer(seed)
+    frame_or_fail_cleanly(kraken, fuzz.json_body(KRAKEN_DOCS, COINBASE_DOCS), fuzz.rng.choice(CURRENCIES))
+
+
+def test_the_exchange_seed_frames_still_parse() -> None:
+    assert len(binance.parse_frame(dump(BINANCE_DOCS[0]).encode(), COLLECTED, "usd").quotes) == 4
+    assert len(coinbase.parse_frame(dump(COINBASE_DOCS[0]).encode(), COLLECTED, "usd").quotes) == 5
+    assert len(kraken.parse_frame(dump(KRAKEN_DOCS[0]).encode(), COLLECTED, "usd").quotes) == 3

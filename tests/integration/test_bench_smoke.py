@@ -14,9 +14,12 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
+# the history section: ours and the previous design's figure beside each
+HISTORY = tuple(f"history.{base}{key}" for base in ("", "baseline.")
+                for key in ("api_p95_ms_max", "grafana_p95_ms_max", "bytes_per_coin_minute", "growth_ratio"))
 REQUIRED = ("sink.ratio", "sink.rows_per_s", "sink.copy_rows_per_s", "sink.table_ratio", "sink.table_rows_per_s",
             "sink.same_rows_copy_rows_per_s", "reconcile.quotes_per_s", "latency.p50_ms", "latency.p99_ms",
-            "memory.peak_rss_mb", "embedded.rows_per_s", "machine")
+            "memory.peak_rss_mb", "embedded.rows_per_s", *HISTORY, "machine")
 
 
 def test_smoke_benchmarks_report_every_figure(kafka_bootstrap: str, pg_url: str, tmp_path: Path) -> None:
@@ -37,7 +40,14 @@ def test_smoke_benchmarks_report_every_figure(kafka_bootstrap: str, pg_url: str,
         value = printed[key]
         assert isinstance(value, int | float) and value > 0, (key, value)
     # the same-rows baseline copies exactly the rows the writer stored: per snapshot a history row and its two
-    # source values, per coin a currencies row and a current row
+    # source values, per coin a currencies row, a current row and its candles (one cycle a minute from a
+    # midnight: a 5-minute candle per 5 cycles, one 1-hour and one 1-day candle)
     snapshots, coins = printed["sink.snapshots"], printed["sink.coins"]
-    assert printed["sink.table_rows"] == 3 * snapshots + 2 * coins
+    cycles = snapshots // coins
+    assert cycles <= 60
+    assert printed["sink.table_rows"] == 3 * snapshots + 2 * coins + coins * (-(-cycles // 5) + 2)
+    # per-call detail beside the worst figures: every dashboard range, the top-100 table, each panel over 30 days
+    for name in ("1d", "7d", "30d", "1y", "top100"):
+        assert printed[f"history.api.{name}.p95_ms"] > 0, name
+    assert [k for k in printed if k.startswith("history.grafana.") and k.endswith(".30d.p95_ms")]
     assert "[bench" in done.stderr and "[bench" not in done.stdout  # progress on stderr, JSON alone on stdout

@@ -3,8 +3,9 @@
 The data comes from the real pipeline: ``cryptoviz demo`` (market simulator, in-process bus) writes a few
 cycles into a fresh database, plus a few rows inserted here (rejections, dead letters, a cycle in which a
 source failed with its breaker open). Each target's SQL then goes through a small copy of what Grafana
-does before PostgreSQL sees it: the frontend replaces template variables (``$coin``, ``$__interval``...),
-the backend expands the macros (``$__timeFilter``...) exactly as Grafana 11's PostgreSQL data source does
+does before PostgreSQL sees it (``benchmarks/grafana.py``, shared with the history benchmark): the frontend
+replaces template variables (``$coin``, ``$__interval``...), the backend expands the macros
+(``$__timeFilter``...) exactly as Grafana 11's PostgreSQL data source does
 (pkg/tsdb/grafana-postgresql-datasource/macros.go).
 
 EXPECTED below documents, per dashboard / panel / query, the columns the panel reads.
@@ -18,7 +19,7 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -26,151 +27,18 @@ from typing import Any
 
 import psycopg
 import pytest
+from benchmarks.grafana import TimeRange, grafana_sql, interval_seconds, load_dashboards, panels
 
 from cryptoviz.store import migrate
-from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
-DASHBOARD_DIR = ROOT / "grafana" / "dashboards"
 READER_USER = READER_PASSWORD = "cryptoviz_reader"  # set by scripts/services.sh
 COIN = "bitcoin"
 DEFAULT_INTERVAL = "5s"  # what Grafana would pick for a short range; panels may ask for a minimum
 DEMO_SECONDS, DEMO_INTERVAL = 14, 3
 
-# --- What Grafana does to a query --------------------------------------------------------------------
-
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-# Frontend template syntaxes: $name, ${name}, ${name:format}, [[name]]
-_VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)(?::\w+)?\}|\[\[(\w+)(?::\w+)?\]\]")
-# Backend macro call, as in macros.go: the arguments end at the first ')'
-_MACRO = re.compile(r"\$([_a-zA-Z0-9]+)\(([^)]*)\)")
-
-
-def interval_seconds(text: str) -> float:
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)", text.strip().strip("'"))
-    if not match:
-        raise ValueError(f"error parsing interval {text}")
-    return float(match[1]) * _UNITS[match[2]]
-
-
-def _go_number(value: float) -> str:
-    return str(int(value)) if value == int(value) else repr(value)
-
-
-def _rfc3339(at: datetime) -> str:
-    """Go's time.RFC3339Nano in UTC: no trailing zeros in the fraction, 'Z'."""
-    text = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f").rstrip("0").rstrip(".")
-    return text + "Z"
-
-
-def _unix_nano(at: datetime) -> int:
-    return (at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
-
-
-@dataclass(frozen=True)
-class TimeRange:
-    start: datetime
-    end: datetime
-
-
-def interpolate_variables(sql: str, variables: Mapping[str, str], time_range: TimeRange, interval: str) -> str:
-    """The frontend step: template and global variables. ``$__name`` that is no variable is a macro: kept."""
-    ms = int(interval_seconds(interval) * 1000)
-    globals_ = {
-        "__interval": interval, "__interval_ms": str(ms),
-        "__from": str(int(time_range.start.timestamp() * 1000)), "__to": str(int(time_range.end.timestamp() * 1000)),
-        "__range_s": str(int((time_range.end - time_range.start).total_seconds())),
-        "__range_ms": str(int((time_range.end - time_range.start).total_seconds() * 1000)),
-    }
-
-    def replace(match: re.Match[str]) -> str:
-        name = next(g for g in match.groups() if g)
-        if name in globals_:
-            return globals_[name]
-        if name.startswith("__"):
-            return match[0]
-        if name not in variables:
-            raise KeyError(f"template variable ${name} has no value")
-        # single-value variables go in as they are, single quotes doubled (postgres datasource)
-        return variables[name].replace("'", "''")
-
-    return _VARIABLE.sub(replace, sql)
-
-
-def expand_macros(sql: str, time_range: TimeRange) -> str:
-    """The backend step, as Grafana 11's PostgreSQL macro engine (no TimescaleDB)."""
-    start, end = time_range.start.astimezone(UTC), time_range.end.astimezone(UTC)
-
-    def group(args: list[str], name: str) -> str:
-        if len(args) < 2:
-            raise ValueError(f"macro {name} needs time column and interval and optional fill value")
-        n = _go_number(interval_seconds(args[1]))
-        if len(args) == 3 and not re.fullmatch(r"NULL|previous|-?\d+(\.\d+)?", args[2]):
-            raise ValueError(f"invalid fill value {args[2]}")
-        return f"floor(extract(epoch from {args[0]})/{n})*{n}"
-
-    def evaluate(name: str, args: list[str]) -> str:
-        needs_column = {"__time", "__timeEpoch", "__timeFilter", "__unixEpochFilter", "__unixEpochNanoFilter"}
-        if name in needs_column and not args[0]:
-            raise ValueError(f"missing time column argument for macro {name}")
-        if name == "__time":
-            return f'{args[0]} AS "time"'
-        if name == "__timeEpoch":
-            return f'extract(epoch from {args[0]}) as "time"'
-        if name == "__timeFilter":
-            return f"{args[0]} BETWEEN '{_rfc3339(start)}' AND '{_rfc3339(end)}'"
-        if name == "__timeFrom":
-            return f"'{_rfc3339(start)}'"
-        if name == "__timeTo":
-            return f"'{_rfc3339(end)}'"
-        if name == "__timeGroup":
-            return group(args, name)
-        if name == "__timeGroupAlias":
-            return group(args, name) + ' AS "time"'
-        if name == "__unixEpochFilter":
-            return f"{args[0]} >= {int(start.timestamp())} AND {args[0]} <= {int(end.timestamp())}"
-        if name == "__unixEpochNanoFilter":
-            return f"{args[0]} >= {_unix_nano(start)} AND {args[0]} <= {_unix_nano(end)}"
-        if name == "__unixEpochNanoFrom":
-            return str(_unix_nano(start))
-        if name == "__unixEpochNanoTo":
-            return str(_unix_nano(end))
-        if name in {"__unixEpochGroup", "__unixEpochGroupAlias"}:
-            if len(args) < 2:
-                raise ValueError(f"macro {name} needs time column and interval and optional fill value")
-            n = _go_number(interval_seconds(args[1]))
-            return f"floor(({args[0]})/{n})*{n}" + (' AS "time"' if name.endswith("Alias") else "")
-        raise ValueError(f"unknown macro {name!r}")
-
-    def replace(match: re.Match[str]) -> str:
-        name = match[1]
-        if name == "__timeGroup":
-            # Grafana: a ',' right after the (first identical) call means the pre-5.3 form with AS "time"
-            at = sql.find(match[0]) + len(match[0])
-            if at < len(sql) and sql[at] == ",":
-                name = "__timeGroupAlias"
-        return evaluate(name, [a.strip() for a in match[2].split(",")])
-
-    return _MACRO.sub(replace, sql)
-
-
-def grafana_sql(sql: str, *, variables: Mapping[str, str], time_range: TimeRange, interval: str) -> str:
-    return expand_macros(interpolate_variables(sql, variables, time_range, interval), time_range)
-
-
 # --- The dashboards ----------------------------------------------------------------------------------
-
-
-def _panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    for panel in panels:
-        if panel.get("type") != "row":
-            yield panel
-        yield from _panels(panel.get("panels", []))
-
-
-def load_dashboards() -> dict[str, dict[str, Any]]:
-    return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(DASHBOARD_DIR.glob("*.json"))}
 
 
 DASHBOARDS = load_dashboards()
@@ -180,7 +48,7 @@ def targets() -> dict[tuple[str, str, str], tuple[dict[str, Any], dict[str, Any]
     """(dashboard, panel title, refId) -> (panel, target)."""
     found = {}
     for board_name, board in DASHBOARDS.items():
-        for panel in _panels(board["panels"]):
+        for panel in panels(board["panels"]):
             for target in panel.get("targets", []):
                 found[(board_name, panel["title"], target["refId"])] = (panel, target)
     return found
@@ -321,6 +189,10 @@ def loaded(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lo
         conn.execute(f'CREATE DATABASE "{name}"')
     url = pg_url.rsplit("/", 1)[0] + "/" + name
     try:
+        with psycopg.connect(_plain(url), autocommit=True) as conn:
+            # As docker/postgres-init.sh sets up a deployment: the dashboards' role reads every table the
+            # migrations create (the candle tiers, the partitioned history).
+            conn.execute("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO cryptoviz_reader")
         migrate.upgrade(url)
         with psycopg.connect(_plain(url)) as conn:
             assert conn.execute("SELECT to_regclass('dead_letters')::text").fetchone() == ("dead_letters",)
@@ -427,7 +299,10 @@ def test_panel_query_runs_as_reader_and_returns_what_the_panel_needs(
     fmt, columns = EXPECTED[(board, title, ref_id)]
     _panel, target = targets()[(board, title, ref_id)]
     assert target["format"] == fmt
-    result = run_panel(board, title, ref_id)
+    check_result(fmt, columns, run_panel(board, title, ref_id))
+
+
+def check_result(fmt: str, columns: tuple[str, ...], result: Result) -> None:
     assert result.columns == list(columns), result.sql
     assert result.rows, f"no rows\n{result.sql}"
     if fmt == TS:
@@ -442,6 +317,116 @@ def test_panel_query_runs_as_reader_and_returns_what_the_panel_needs(
             else:
                 assert all(v is None or is_number(v) for v in values), (name, values[:3])
                 assert any(v is not None for v in values), f"{name} is always NULL"
+
+
+# --- Tiers: each panel reads the candles that fit the range, raw rows only for short ranges -----------
+
+CANDLE_TABLE = re.compile(r"\bcandles_(5m|1h|1d)\b")
+# Panels (or a panel's query: board, title, refId) that need no candle table, and why.
+CURRENT = "current values (currency_data, one row per coin)"
+EXEMPT: dict[tuple[str, ...], str] = {
+    ("pipeline-health", "Records per minute", "B"): "snapshots published per cycle (pipeline_runs)",
+    ("market-overview", "Market now"): CURRENT,
+    ("market-overview", "Top coins"): CURRENT,
+    ("market-overview", "Top gainers (24h)"): CURRENT,
+    ("market-overview", "Top losers (24h)"): CURRENT,
+    ("coin-detail", "Now"): CURRENT,
+    ("data-quality", "Confidence distribution"): CURRENT,
+    ("coin-detail", "Latest quote per source"):
+        "the coin's latest observation: raw rows of one coin within a day of its current value",
+    **{("data-quality", title): "rejected items (quote_rejections), not price history"
+       for title in ("Rejected records per source and reason", "Rejections by reason")},
+    **{("data-quality", title): "dead letters (dead_letters), not price history"
+       for title in ("DLQ size", "Dead letters per interval", "Latest dead letters")},
+    **{("pipeline-health", title): "one row per cycle (pipeline_runs), not price history"
+       for title in ("Cycles", "Cycle duration", "Cycles per interval by status", "Errors per source",
+                     "Circuit breaker per source", "Fetch time per source", "Latest cycle per source",
+                     "Recent source errors")},
+}
+# Where each history panel comes from over long ranges (the tier CTE picks the table).
+HISTORY = sorted(key for key in EXPECTED if (key[0], key[1]) not in EXEMPT and key not in EXEMPT)
+
+
+def test_each_panel_reads_a_candle_table_or_says_why_not() -> None:
+    for (board, title, ref_id), (_panel, target) in sorted(targets().items()):
+        named = CANDLE_TABLE.search(target["rawSql"]) is not None
+        exempt = (board, title) in EXEMPT or (board, title, ref_id) in EXEMPT
+        assert named != exempt, f"{board} / {title} / {ref_id}: " + (
+            "reads no candle table: read the tier that fits the range, or add it to EXEMPT with a reason"
+            if not named else "reads a candle table but is listed in EXEMPT")
+    assert set(EXEMPT) <= {(b, t) for b, t, _r in targets()} | set(targets())
+
+
+def tier_of(sql: str, loaded: Loaded, time_range: TimeRange, interval: str) -> tuple[str, float]:
+    """(tier, seconds per point) that a target's tier CTE picks, run as Grafana would."""
+    assert sql.startswith("WITH tier AS ("), sql[:40]
+    cte = sql[:sql.index("\n),\n") + 2]
+    expanded = grafana_sql(cte + "\nSELECT name, extract(epoch FROM step) FROM tier", variables={"coin": COIN},
+                           time_range=time_range, interval=interval)
+    name, seconds = query(loaded.reader_url, expanded).rows[0]
+    return str(name), float(seconds)
+
+
+def run_target(loaded: Loaded, key: tuple[str, str, str], time_range: TimeRange, interval: str) -> Result:
+    _panel, target = targets()[key]
+    return query(loaded.reader_url, grafana_sql(target["rawSql"], variables=variable_values(DASHBOARDS[key[0]]),
+                                                time_range=time_range, interval=interval))
+
+
+@pytest.mark.parametrize(("days", "interval", "coin_tier", "market_tier"), [
+    (30, "30m", "1h", "1h"),
+    (365, "12h", "1d", "1d"),
+])
+def test_long_ranges_read_the_candles(loaded: Loaded, days: int, interval: str, coin_tier: str,
+                                      market_tier: str) -> None:
+    end = loaded.time_range.end
+    span = TimeRange(end - timedelta(days=days), end)
+    for key in HISTORY:
+        _panel, target = targets()[key]
+        sql = target["rawSql"]
+        if sql.startswith("WITH tier AS ("):
+            expected = coin_tier if "'$coin'" in sql else market_tier
+            assert tier_of(sql, loaded, span, interval)[0] == expected, key
+        fmt, columns = EXPECTED[key]
+        check_result(fmt, columns, run_target(loaded, key, span, interval))
+
+
+def test_short_ranges_the_raw_rows_cover_read_them(loaded: Loaded) -> None:
+    first = query(loaded.owner_url, "SELECT min(observed_at) FROM currency_data_history").rows[0][0]
+    covered = TimeRange(first, loaded.time_range.end)
+    for key in HISTORY:
+        sql = targets()[key][1]["rawSql"]
+        if "(SELECT name FROM tier) = 'raw'" in sql:  # a panel of one coin, or the stored records
+            assert tier_of(sql, loaded, covered, DEFAULT_INTERVAL) == ("raw", 5.0), key
+        elif sql.startswith("WITH tier AS ("):  # market-wide: from the candles, whatever the range
+            assert tier_of(sql, loaded, covered, DEFAULT_INTERVAL)[0] == "5m", key
+
+
+@pytest.fixture(scope="module")
+def old_candle(loaded: Loaded) -> datetime:
+    """One daily candle of bitcoin 300 days ago: a year of its history has a gap before its recent data."""
+    day = (loaded.time_range.end - timedelta(days=300)).replace(hour=0, minute=0, second=0, microsecond=0)
+    with psycopg.connect(loaded.owner_url) as conn:
+        conn.execute("INSERT INTO candles_1d (currency_id, bucket, open, high, low, close, open_at, close_at,"
+                     " market_cap, volume_24h, n, n_backfill, confidence_min, sources, source_close)"
+                     " VALUES ('bitcoin', %s, 1, 2, 0.5, 1.5, %s, %s, 1e9, 1e6, 3, 0, 0.9, 'coingecko',"
+                     " '{\"coingecko\": 1.5}') ON CONFLICT DO NOTHING",
+                     (day, day + timedelta(hours=1), day + timedelta(hours=20)))
+    return day
+
+
+@pytest.mark.parametrize("key", [k for k in HISTORY if EXPECTED[k][0] == TS and k[0] == "coin-detail"],
+                         ids=lambda k: "/".join(k))
+def test_time_series_show_gaps_as_gaps(loaded: Loaded, old_candle: datetime, key: tuple[str, str, str]) -> None:
+    end = loaded.time_range.end
+    result = run_target(loaded, key, TimeRange(end - timedelta(days=365), end), "1d")
+    series = list(zip(result.column("time"), result.column(result.columns[-1]), strict=True))
+    if "metric" in result.columns:  # one series per source: the old candle's (coingecko)
+        series = [(t, v) for (t, v), m in zip(series, result.column("metric"), strict=True) if m == "coingecko"]
+    assert series[0] == (old_candle, series[0][1]) and series[0][1] is not None, result.rows[:3]
+    # right after the lonely old day a NULL: Grafana draws no line across the 300 days without data
+    assert series[1] == (old_candle + timedelta(days=1), None), result.rows[:3]
+    assert series[2][0] > old_candle + timedelta(days=200) and series[2][1] is not None
 
 
 def test_coin_variable_query_lists_coins_by_rank(loaded: Loaded) -> None:
@@ -546,10 +531,18 @@ def test_failing_source_and_open_breaker_show(run_panel: Callable[[str, str, str
 def test_records_per_minute_add_up_to_the_history_rows(
     loaded: Loaded, run_panel: Callable[[str, str, str], Result]
 ) -> None:
-    panel, _target = targets()[("pipeline-health", "Records per minute", "A")]
-    minutes = interval_seconds(panel_interval(panel)) / 60
-    stored = sum(float(v) for v in run_panel("pipeline-health", "Records per minute", "A").column("stored_per_min"))
+    key = ("pipeline-health", "Records per minute", "A")
+    panel, target = targets()[key]
     rows = query(loaded.owner_url, "SELECT count(*) FROM currency_data_history").rows[0][0]
-    assert stored * minutes == pytest.approx(rows)
+    # from the raw rows (a range they cover), and from the candles' n (backfilled points are not rows)
+    first = query(loaded.owner_url, "SELECT min(observed_at) FROM currency_data_history").rows[0][0]
+    end = loaded.time_range.end
+    for span, expected in ((TimeRange(first, end), "raw"), (TimeRange(end - timedelta(days=30), end), "1h"),
+                           (loaded.time_range, None)):
+        tier, seconds = tier_of(target["rawSql"], loaded, span, panel_interval(panel))
+        assert expected is None or tier == expected
+        result = run_target(loaded, key, span, panel_interval(panel))
+        stored = sum(float(v) for v in result.column("stored_per_min") if v is not None)
+        assert stored * seconds / 60 == pytest.approx(rows), (tier, seconds)
     cycles = run_panel("pipeline-health", "Cycles", "A")
     assert cycles.column("cycles")[0] >= 3 and cycles.column("partial")[0] >= 1

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,20 +20,25 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from cryptoviz import metrics
+from cryptoviz.api import history as history_reader
 from cryptoviz.api.app import create_app, parse_interval
-from cryptoviz.api.routers import coins as coins_router
+from cryptoviz.api.live import LiveHub
 from cryptoviz.api.server import ServerHandle, serve_in_thread
 from cryptoviz.config import Settings
 from cryptoviz.errors import CryptoVizError
 from cryptoviz.models import CoinSnapshot, SourceValue
 from cryptoviz.store import migrate
+from cryptoviz.store.candles import TIER_BY_NAME, Point, aggregate, write_backfill
 from cryptoviz.store.engine import make_engine
 from cryptoviz.store.runs import RunReport, SourceReport, record_run
 from cryptoviz.store.sink import open_sink
+from cryptoviz.store.tables import candles_5m, currency_data_history, source_quotes
+from tests.factories import numbered
 
 T0 = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)  # aligned on 5 minutes and on the hour
 CYCLES = 7
@@ -145,7 +152,10 @@ class Served:
 
 
 def serve(engine: sa.Engine, settings: Settings | None = None, poll_interval: float = 2.0) -> Iterator[Served]:
-    app = create_app(engine, settings or no_token(), poll_interval=poll_interval)
+    yield from serve_app(create_app(engine, settings or no_token(), poll_interval=poll_interval))
+
+
+def serve_app(app: FastAPI) -> Iterator[Served]:
     handle = serve_in_thread(app, port=0)
     http = httpx.Client(base_url=handle.url, timeout=10)
     try:
@@ -238,17 +248,30 @@ def test_bad_parameters_are_named(api: httpx.Client, path: str, params: dict[str
     assert body["detail"]
 
 
-def test_too_many_points_or_candles_ask_for_an_interval(api: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(coins_router, "MAX_POINTS", 6)
-    monkeypatch.setattr(coins_router, "MAX_CANDLES", 3)
-    for params in ({}, {"interval": "1m"}):
-        response = api.get("/api/coins/bitcoin/history", params={**WINDOW, **params})
-        assert response.status_code == 422
-        assert response.json()["parameter"] == "interval"
-        assert "pass" in response.json()["detail"]
-    assert len(get(api, "/api/coins/bitcoin/history", interval="3m", **WINDOW)["candles"]) == 3
-    response = api.get("/api/coins/bitcoin/history", params={**WINDOW, "interval": "1h", "sources": "true"})
-    assert response.status_code == 422 and response.json()["parameter"] == "sources"
+def test_too_many_points_or_candles_give_coarser_candles_never_an_error(
+        api: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(history_reader, "MAX_POINTS", 6)
+    monkeypatch.setattr(history_reader, "MAX_CANDLES", 3)
+    monkeypatch.setattr(history_reader, "MAX_SOURCE_QUOTES", 6)
+    monkeypatch.setattr(history_reader, "MAX_SOURCE_POINTS", 12)  # per source over the hour: 5-minute buckets
+    # No interval, more raw points than an answer holds: candles of an automatic step instead.
+    auto = get(api, "/api/coins/bitcoin/history", **WINDOW)
+    assert auto["points"] is None and (auto["tier"], auto["interval"], auto["requested_interval"]) == ("5m", 300, None)
+    assert [(c["open"], c["close"], c["n"]) for c in auto["candles"]] == [(100.0, 110.0, 5), (90.0, 108.0, 2)]
+    assert "raw points" in auto["note"]
+    # An interval giving more candles than an answer holds: a coarser step, said so.
+    monkeypatch.setattr(history_reader, "MAX_POINTS", 50_000)
+    fine = get(api, "/api/coins/bitcoin/history", interval="1m", **WINDOW)
+    # 1 hour of data in at most 3 candles: 20 minutes, merged from the 5-minute candles.
+    assert (fine["tier"], fine["interval"], fine["requested_interval"]) == ("5m", 1200, 60)
+    assert "1m" in fine["note"] and "20m" in fine["note"]
+    assert [(c["open"], c["high"], c["low"], c["close"], c["n"]) for c in fine["candles"]] == [
+        (100.0, 110.0, 90.0, 108.0, 7)]
+    three = get(api, "/api/coins/bitcoin/history", interval="3m", **WINDOW)
+    assert (three["tier"], three["interval"], len(three["candles"]), three["note"]) == ("raw", 180, 3, None)
+    # More source quotes than an answer holds: downsampled (each source's last quote per bucket).
+    lines = get(api, "/api/coins/bitcoin/history", sources="true", **WINDOW)["sources"]
+    assert [p[1] for p in lines["coingecko"]] == [110.0, 108.0]
 
 
 def test_a_long_range_with_small_candles_is_fine_when_points_are_few(api: httpx.Client) -> None:
@@ -310,18 +333,21 @@ def test_history_raw_points(api: httpx.Client) -> None:
 def test_history_candles_have_exact_ohlc(api: httpx.Client) -> None:
     h = get(api, "/api/coins/bitcoin/history", interval="5m", **WINDOW)
     assert h["interval"] == 300 and h["points"] is None
+    assert h["tier"] == "5m" and h["requested_interval"] == 300 and h["note"] is None
+    live = {"n_backfill": 0, "backfilled": False, "confidence_min": 0.95}
     assert h["candles"] == [
         # 12:00-12:05: 100, 105, 95, 102, 110
         {"time": "2026-11-27T12:00:00Z", "open": 100.0, "high": 110.0, "low": 95.0, "close": 110.0,
-         "volume": 1100.0, "n": 5},
+         "volume": 1100.0, "n": 5, **live, "open_at": "2026-11-27T12:00:00Z", "close_at": "2026-11-27T12:04:00Z"},
         # 12:05-12:10: 90, 108
         {"time": "2026-11-27T12:05:00Z", "open": 90.0, "high": 108.0, "low": 90.0, "close": 108.0,
-         "volume": 1080.0, "n": 2},
+         "volume": 1080.0, "n": 2, **live, "open_at": "2026-11-27T12:05:00Z", "close_at": "2026-11-27T12:06:00Z"},
     ]
     assert get(api, "/api/coins/bitcoin/history", interval="300", **WINDOW)["candles"] == h["candles"]
     hourly = get(api, "/api/coins/bitcoin/history", interval="1h", **WINDOW)["candles"]
     assert hourly == [{"time": "2026-11-27T12:00:00Z", "open": 100.0, "high": 110.0, "low": 90.0, "close": 108.0,
-                       "volume": 1080.0, "n": 7}]
+                       "volume": 1080.0, "n": 7, **live, "open_at": "2026-11-27T12:00:00Z",
+                       "close_at": "2026-11-27T12:06:00Z"}]
     two = get(api, "/api/coins/bitcoin/history", interval="2m", **WINDOW)["candles"]
     assert [(c["open"], c["high"], c["low"], c["close"], c["n"]) for c in two] == [
         (100.0, 105.0, 100.0, 105.0, 2), (95.0, 102.0, 95.0, 102.0, 2), (110.0, 110.0, 90.0, 90.0, 2),
@@ -354,6 +380,143 @@ def test_history_defaults_to_the_last_24_hours(tmp_path: Path) -> None:
             assert [p[1] for p in get(served.http, "/api/coins/bitcoin/history", start=since)["points"]] == [1.0, 2.0]
     finally:
         engine.dispose()
+
+
+# --- tiers ---------------------------------------------------------------------------------------------------
+
+NOW = datetime(2026, 10, 1, tzinfo=UTC)
+HOLE = (NOW - timedelta(days=12, hours=18), NOW - timedelta(days=12, hours=12))  # 6 hours without data
+RAW_KEPT, FIVE_KEPT = timedelta(days=10), timedelta(days=20)
+BACKFILLED = (NOW - timedelta(days=100), NOW - timedelta(days=97))
+
+
+def tiered_database(url: str) -> None:
+    """Bitcoin every 30 minutes for 40 days (but a 6-hour hole), raw rows kept 10 days and 5-minute candles
+    20 days (as retention leaves them), and 3 backfilled days 100 days ago (hourly and daily candles)."""
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    times = [NOW - timedelta(minutes=30 * k) for k in range(40 * 48, 0, -1)]
+    times = [t for t in times if not HOLE[0] <= t < HOLE[1]]
+    open_sink(engine).write([snap(COINS[0], 0, at=t, price=100.0 + i / 100) for i, t in enumerate(times)])
+    with engine.begin() as conn:
+        for table in (currency_data_history, source_quotes):
+            conn.execute(sa.delete(table).where(table.c.observed_at < NOW - RAW_KEPT))
+        conn.execute(sa.delete(candles_5m).where(candles_5m.c.bucket < NOW - FIVE_KEPT))
+        hours = int((BACKFILLED[1] - BACKFILLED[0]).total_seconds() // 3600)
+        points = [Point("bitcoin", BACKFILLED[0] + timedelta(hours=h), 50.0 + h) for h in range(hours)]
+        for tier in (TIER_BY_NAME["1h"], TIER_BY_NAME["1d"]):
+            write_backfill(conn, tier, aggregate(points, tier.seconds, backfill=True).values())
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def tiered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('tiers') / 'tiers.db'}"
+    tiered_database(url)
+    engine = make_engine(url)
+    # a row at least every 30 minutes (the heartbeat): more than 45 minutes between two is a gap
+    settings = Settings(_env_file=None, api_token=None, history_heartbeat=1800)  # type: ignore[call-arg]
+    for served in serve(engine, settings):
+        yield served.http
+    engine.dispose()
+
+
+def iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def span(days_ago: float, days: float) -> dict[str, str]:
+    end = NOW - timedelta(days=days_ago)
+    return {"start": iso(end - timedelta(days=days)), "end": iso(end)}
+
+
+def test_a_short_range_the_raw_rows_cover_is_raw_points(tiered: httpx.Client) -> None:
+    h = get(tiered, "/api/coins/bitcoin/history", sources="true", **span(0, 1))
+    assert (h["tier"], h["interval"], h["candles"], h["note"]) == ("raw", None, None, None)
+    assert len(h["points"]) == 48 and h["gaps"] == []
+    assert len(h["sources"]["coingecko"]) == 48  # raw source quotes
+
+
+def test_where_retention_removed_the_raw_rows_the_candles_answer(tiered: httpx.Client) -> None:
+    h = get(tiered, "/api/coins/bitcoin/history", sources="true", **span(15, 1))
+    assert (h["tier"], h["interval"], h["points"]) == ("5m", 300, None) and "raw rows do not cover" in h["note"]
+    assert len(h["candles"]) == 49 and all(c["n"] == 1 and not c["backfilled"] for c in h["candles"])  # ends included
+    first = h["candles"][0]
+    assert first["open_at"] == first["close_at"] and first["confidence_min"] == 0.95
+    # each source's line from the candles' per-source closes, at the time of their last observation
+    assert set(h["sources"]) == {"coingecko", "coinmarketcap"}
+    assert h["sources"]["coingecko"][0] == [first["close_at"], first["close"], True]
+    assert h["sources"]["coinmarketcap"][0][1] == pytest.approx(first["close"] * 1.001)
+    # a step finer than the candles where the raw rows are gone: 5-minute candles, said so
+    fine = get(tiered, "/api/coins/bitcoin/history", interval="1m", **span(15, 1))
+    assert (fine["tier"], fine["interval"], fine["requested_interval"]) == ("5m", 300, 60)
+    assert "raw rows do not cover" in fine["note"]
+    # beyond the 5-minute candles' retention: hourly candles
+    old = get(tiered, "/api/coins/bitcoin/history", **span(30, 1))
+    assert (old["tier"], old["interval"]) == ("1h", 3600) and "5m tier" in old["note"]
+    assert [c["n"] for c in old["candles"]] == [2] * 25  # the bucket starting at the (included) end too
+
+
+def test_a_step_no_tier_has_is_merged_from_a_finer_tier(tiered: httpx.Client) -> None:
+    hourly = get(tiered, "/api/coins/bitcoin/history", interval="1h", **span(15, 1))["candles"]
+    merged = get(tiered, "/api/coins/bitcoin/history", interval="6h", **span(15, 1))
+    assert (merged["tier"], merged["interval"], merged["note"]) == ("1h", 21_600, None)
+    for candle in merged["candles"]:
+        inside = [c for c in hourly if candle["time"] <= c["time"] < iso(datetime.fromisoformat(candle["time"])
+                                                                          + timedelta(hours=6))]
+        assert (candle["open"], candle["close"]) == (inside[0]["open"], inside[-1]["close"])
+        assert (candle["high"], candle["low"]) == (max(c["high"] for c in inside), min(c["low"] for c in inside))
+        assert candle["n"] == sum(c["n"] for c in inside)
+        assert (candle["open_at"], candle["close_at"]) == (inside[0]["open_at"], inside[-1]["close_at"])
+
+
+def test_a_long_range_never_fails_and_shows_backfill_and_gaps(tiered: httpx.Client) -> None:
+    year = get(tiered, "/api/coins/bitcoin/history", sources="true", **span(0, 365))
+    # measured from the first observation (100 days ago): at most 1000 candles of 3 hours
+    assert (year["tier"], year["interval"], year["requested_interval"]) == ("1h", 10_800, None)
+    backfilled = [c for c in year["candles"] if c["backfilled"]]
+    assert len(backfilled) == 24 and all(c["n"] == 0 and c["n_backfill"] == 3 for c in backfilled)
+    assert not any(c["backfilled"] for c in year["candles"] if c["time"] >= iso(BACKFILLED[1]))
+    assert year["gap_after"] == 2.5 * 10_800
+    gaps = [(g["start"], g["end"]) for g in year["gaps"]]
+    # the time between the backfill and the live data, and the 6-hour hole
+    assert len(gaps) == 2
+    assert gaps[0][0] < iso(BACKFILLED[1]) and gaps[0][1] > iso(NOW - timedelta(days=41))
+    assert gaps[1] == (iso(HOLE[0] - timedelta(minutes=30)), iso(HOLE[1]))
+    assert set(year["sources"]) == {"coingecko", "coinmarketcap"}
+    daily = get(tiered, "/api/coins/bitcoin/history", interval="1d", start="1970-01-01T00:00:00Z", end=iso(NOW))
+    assert (daily["tier"], daily["interval"]) == ("1d", 86_400)
+    assert [c["backfilled"] for c in daily["candles"][:4]] == [True, True, True, False]
+    assert len(daily["candles"]) == 3 + 40
+    # hourly candles over a year would read 8760 rows: daily ones instead
+    hourly = get(tiered, "/api/coins/bitcoin/history", interval="1h", start=iso(NOW - timedelta(days=400)),
+                 end=iso(NOW), max_candles=50)
+    assert hourly["interval"] == 3600  # 100 days of data: 2400 hourly rows are fine
+    capped = get(tiered, "/api/coins/bitcoin/history", max_candles=50, **span(0, 365))
+    assert capped["interval"] == 172_800 and len(capped["candles"]) <= 51
+
+
+def test_the_raw_rows_answer_small_steps_while_they_cover_the_range(tiered: httpx.Client) -> None:
+    h = get(tiered, "/api/coins/bitcoin/history", interval="90s", **span(2, 3))
+    assert (h["tier"], h["interval"], h["note"]) == ("raw", 90, None)
+    assert len(h["candles"]) == 3 * 48 + 1
+    assert h["gap_after"] == 2 * 1800 and h["gaps"] == []  # a quiet coin writes a row every heartbeat
+
+
+def test_gaps_of_a_coin_and_of_the_market(tiered: httpx.Client) -> None:
+    hole = {"coin": "bitcoin", "start": iso(HOLE[0] - timedelta(minutes=30)), "end": iso(HOLE[1]),
+            "seconds": 6.5 * 3600}
+    coin = get(tiered, "/api/coins/bitcoin/gaps", **span(0, 40))
+    assert coin["gaps"] == [hole] and coin["min_length"] == 2 * 1800
+    assert get(tiered, "/api/gaps", **span(0, 40))["gaps"] == [hole]
+    assert get(tiered, "/api/gaps", min_length="7h", **span(0, 40))["gaps"] == []
+    assert get(tiered, "/api/coins/bitcoin/gaps", **span(0, 7))["gaps"] == []  # it ended before
+    for path, params, parameter in (("/api/gaps", {"min_length": "soon"}, "min_length"),
+                                    ("/api/gaps", {"limit": 0}, "limit"),
+                                    ("/api/coins/bitcoin/gaps", {"start": iso(NOW), "end": iso(NOW)}, "start")):
+        response = tiered.get(path, params=params)
+        assert response.status_code == 422 and response.json()["parameter"] == parameter
+    assert tiered.get("/api/coins/no-such-coin/gaps").status_code == 404
 
 
 def test_parse_interval() -> None:
@@ -459,8 +622,9 @@ def test_status_command_shows_the_same_health_as_the_api(api: httpx.Client, shar
     for name, h in api_health.items():
         cells = [c.strip() for c in rows[name].strip("│ ").split("│")]
         last_ok = h["last_ok"].replace("T", " ").removesuffix("Z") if h["last_ok"] else "never"
+        strategy = (h["strategy"] or "-") + (" (fell back)" if h["fell_back"] else "")
         assert cells == [name, str(h["fetched"]), str(h["rejected"]), h["breaker"], str(h["failures_in_a_row"]),
-                         last_ok, h["last_error"] or ""]
+                         last_ok, h["last_error"] or "", strategy]
 
 def test_metrics_show_observed_runs_and_database_counts(api: httpx.Client) -> None:
     run = RunReport(started_at=T0, finished_at=T0 + timedelta(seconds=1))
@@ -510,12 +674,14 @@ def test_dashboard_and_local_plotly(api: httpx.Client) -> None:
 def test_openapi_documents_the_endpoints(api: httpx.Client) -> None:
     spec = get(api, "/openapi.json")
     assert spec["info"]["title"] == "CryptoViz API"
-    for path in ("/api/coins", "/api/coins/{coin_id}", "/api/coins/{coin_id}/history", "/api/sources",
-                 "/api/stream", "/healthz", "/metrics"):
+    for path in ("/api/coins", "/api/coins/{coin_id}", "/api/coins/{coin_id}/history", "/api/coins/{coin_id}/gaps",
+                 "/api/gaps", "/api/sources", "/api/stream", "/healthz", "/metrics"):
         assert path in spec["paths"], path
         assert spec["paths"][path]["get"]["summary"]
     schemas = spec["components"]["schemas"]
-    assert {"CoinRow", "CoinPage", "CoinDetail", "HistoryOut", "CandleOut", "SourcesOut", "ParameterErrorOut"} <= set(schemas)
+    assert {"CoinRow", "CoinPage", "CoinDetail", "HistoryOut", "CandleOut", "SourcesOut", "ParameterErrorOut",
+            "GapsOut"} <= set(schemas)
+    assert schemas["HistoryOut"]["properties"]["tier"]["enum"] == ["raw", "5m", "1h", "1d"]
     coins = spec["paths"]["/api/coins"]["get"]
     assert coins["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("ParameterErrorOut")
     assert "text/event-stream" in spec["paths"]["/api/stream"]["get"]["responses"]["200"]["content"]
@@ -604,7 +770,7 @@ def events(response: httpx.Response) -> Iterator[tuple[str, str]]:
             data.append(line[5:].strip())
 
 
-def test_stream_sends_a_snapshot_then_keepalives_then_the_new_observation(engine: sa.Engine) -> None:
+def test_stream_sends_a_snapshot_then_keepalives_then_the_changed_rows(engine: sa.Engine) -> None:
     for served in serve(engine, poll_interval=0.2):
         with served.http.stream("GET", "/api/stream") as response:
             assert response.status_code == 200
@@ -616,22 +782,127 @@ def test_stream_sends_a_snapshot_then_keepalives_then_the_new_observation(engine
             first = json.loads(data)
             assert first["observed_at"] == "2026-11-27T12:06:00Z" and first["total"] == 5
             assert [c["id"] for c in first["coins"]] == ["bitcoin", "ethereum", "zcash", "tether", "dogecoin"]
-            assert first["coins"][0]["price"] == 108.0
+            assert first["coins"][0]["price"] == 108.0 and isinstance(first["seq"], int)
             assert next(stream) == ("comment", "keepalive")  # nothing new yet
             # A new observation, written the way the pipeline writes it (another process would do the same).
             new_at = T0 + timedelta(minutes=CYCLES)
             open_sink(engine).write([snap(COINS[0], 0, at=new_at, price=111.5)])
-            deadline = time.monotonic() + 10
-            for name, data in stream:
-                assert time.monotonic() < deadline, "no snapshot after the write"
-                if name == "snapshot":
-                    second = json.loads(data)
-                    break
-            assert second["observed_at"] == new_at.isoformat().replace("+00:00", "Z")
-            btc = next(c for c in second["coins"] if c["id"] == "bitcoin")
-            assert btc["price"] == 111.5 and btc["observed_at"] == second["observed_at"]
+            name, data = next(e for e in stream if e[0] != "comment")
+            assert name == "delta"
+            delta = json.loads(data)
+            assert delta["seq"] == first["seq"] + 1 and delta["removed"] == []
+            assert delta["observed_at"] == new_at.isoformat().replace("+00:00", "Z")
+            [btc] = delta["coins"]  # only the changed row, whole, in the snapshot's shape
+            assert btc["id"] == "bitcoin" and btc["price"] == 111.5 and btc["observed_at"] == delta["observed_at"]
+            assert btc.keys() == first["coins"][0].keys()
         # The client went away: the server is still fine and stops promptly.
         assert served.http.get("/healthz").status_code == 200
+
+
+def read_until(url: str, stop_when: Callable[[str, dict[str, Any]], bool], *, opened: threading.Barrier,
+               timeout: float = 20) -> tuple[float, str, list[tuple[str, dict[str, Any]]]]:
+    """One SSE client on its own connection: its events until ``stop_when``, the time it came and its data."""
+    seen: list[tuple[str, dict[str, Any]]] = []
+    with httpx.Client(timeout=timeout) as http, http.stream("GET", f"{url}/api/stream") as response:
+        for name, data in events(response):
+            if name == "comment":
+                continue
+            body = json.loads(data)
+            seen.append((name, body))
+            if name == "snapshot" and len(seen) == 1:
+                opened.wait(timeout)
+            if stop_when(name, body):
+                return time.monotonic(), data, seen
+    raise AssertionError(f"the stream ended early: {seen}")
+
+
+def test_many_clients_share_one_reader_and_get_the_same_delta(engine: sa.Engine) -> None:
+    clients = 25
+    app = create_app(engine, no_token(), poll_interval=0.2)
+    hub = app.state.live
+    for served in serve_app(app):
+        opened = threading.Barrier(clients + 1)
+        wanted = lambda name, body: name == "delta" and any(c["price"] == 222.0 for c in body["coins"])  # noqa: E731
+        with ThreadPoolExecutor(clients) as pool:
+            futures = [pool.submit(read_until, served.handle.url, wanted, opened=opened) for _ in range(clients)]
+            opened.wait(20)  # every client has its first snapshot
+            assert hub.stats.snapshots_read == 1 and hub.stats.subscribers == clients
+            encoded, polls, started = hub.stats.encoded, hub.stats.polls, time.monotonic()
+            open_sink(engine).write([snap(COINS[1], 0, at=T0 + timedelta(minutes=CYCLES), price=222.0)])
+            results = [f.result(timeout=30) for f in futures]
+        elapsed = time.monotonic() - started
+        assert len({data for _, data, _ in results}) == 1  # the same bytes to all
+        assert hub.stats.encoded == encoded + 1  # one encoding of that delta
+        assert hub.stats.polls - polls <= elapsed / 0.2 + 3  # one query per poll, not one per client
+        for _, _, seen in results:
+            assert [name for name, _ in seen] == ["snapshot", "delta"]
+            assert seen[1][1]["seq"] == seen[0][1]["seq"] + 1
+
+
+def test_a_write_in_this_process_wakes_the_stream_at_once(engine: sa.Engine) -> None:
+    app = create_app(engine, no_token(), poll_interval=30.0)  # a poll every 30 s: only the notification is fast
+    for served in serve_app(app):
+        with served.http.stream("GET", "/api/stream") as response:
+            stream = events(response)
+            assert next(stream)[0] == "snapshot"
+            open_sink(engine).write([snap(COINS[2], 0, at=T0 + timedelta(minutes=CYCLES), price=1.5)])
+            started = time.monotonic()
+            app.state.live.notify(1)  # what the writer's on_write does after each committed batch
+            name, data = next(stream)
+            assert name == "delta" and json.loads(data)["coins"][0]["id"] == "tether"
+            assert time.monotonic() - started < 1
+
+
+def test_a_client_that_does_not_read_is_resynced_and_delays_nobody(engine: sa.Engine) -> None:
+    app = create_app(engine, no_token(), poll_interval=0.05)
+    app.state.live = hub = LiveHub.over(engine, poll_interval=0.05, stop=app.state.shutdown, queue_frames=4)
+    others = [numbered(i, 0, t0=T0, base_price=1.0) for i in range(95)]  # 100 coins: deltas of about 40 kB
+    for served in serve_app(app):
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window, never read
+        stalled.connect((served.handle.host, served.handle.port))
+        stalled.sendall(b"GET /api/stream HTTP/1.1\r\nHost: test\r\n\r\n")
+        try:
+            with served.http.stream("GET", "/api/stream") as response:
+                stream = events(response)
+                assert next(stream)[0] == "snapshot"
+                deadline = time.monotonic() + 60
+                k = 0
+                while hub.stats.resyncs == 0:  # until the stalled socket's buffers (megabytes) are full
+                    assert time.monotonic() < deadline, hub.stats
+                    k += 1
+                    at = T0 + timedelta(minutes=CYCLES, seconds=k)
+                    open_sink(engine).write([snap(c, 0, at=at, price=c.price(0) + k) for c in COINS]
+                                            + [replace(o, observed_at=at, price=o.price + k) for o in others])
+                    started = time.monotonic()
+                    for _, data in stream:  # the change arrives at once (a delta, or in a periodic snapshot)
+                        if '"id":"bitcoin"' in data and f'"price":{BTC[0] + k}' in data:
+                            break
+                    assert time.monotonic() - started < 2  # the stalled client blocks nobody
+                assert hub.stats.subscribers == 2  # and it is still connected
+        finally:
+            stalled.close()
+
+
+def test_the_per_client_stream_is_still_there_for_comparisons(engine: sa.Engine) -> None:
+    app = create_app(engine, no_token(), poll_interval=0.2)
+    app.state.stream_mode = "per-client"
+    for served in serve_app(app):
+        with served.http.stream("GET", "/api/stream") as response:
+            stream = events(response)
+            name, data = next(stream)
+            assert name == "snapshot" and "seq" not in json.loads(data)
+            open_sink(engine).write([snap(COINS[0], 0, at=T0 + timedelta(minutes=CYCLES), price=111.5)])
+            name, data = next(e for e in stream if e[0] != "comment")
+            assert name == "snapshot" and json.loads(data)["coins"][0]["price"] == 111.5
+        assert app.state.live.stats.started == 0  # the shared reader never ran
+
+
+def test_the_stream_documents_its_events(api: httpx.Client) -> None:
+    text = get(api, "/openapi.json")["paths"]["/api/stream"]["get"]["description"]
+    for word in ("`event: snapshot`", "`event: delta`", "`event: error`", "`seq`", "`removed`", "`total`",
+                 "keepalive", "`?token=`"):
+        assert word in text, word
 
 
 def test_stopping_the_server_ends_open_streams(shared_engine: sa.Engine) -> None:

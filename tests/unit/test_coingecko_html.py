@@ -16,7 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cryptoviz.config import Settings
-from cryptoviz.errors import ParseError, SourceError, TerminalSourceError, TransientSourceError
+from cryptoviz.errors import (
+    LayoutChangedError,
+    ParseError,
+    SourceError,
+    TerminalSourceError,
+    TransientSourceError,
+)
 from cryptoviz.models import ParseResult, Rejection, SourceQuote
 from cryptoviz.simulator.pages import render_coingecko_html
 from cryptoviz.sources.coingecko_html import (
@@ -72,6 +78,7 @@ BITCOIN = SourceQuote(
 
 def test_english_page_reads_every_row_with_exact_values() -> None:
     result = parse("coingecko-en-page1.html")
+    assert (result.strategy, result.strategies_tried) == ("table", ())
     assert result.rejected == []
     assert len(result.quotes) == 100  # the advertisement row is not a coin and not a rejection
     assert [q.rank for q in result.quotes[:12]] == list(range(1, 13))
@@ -152,6 +159,62 @@ def test_broken_items_from_the_simulator_are_shown_as_broken_cells() -> None:
                                          "cannot read number '12 apples': not a number as the pages print them")]
 
 
+def test_the_table_with_the_most_coin_rows_is_read_not_a_header_only_copy() -> None:
+    body = read("coingecko-en-page1.html").decode()
+    table = re.search(r'<table[^>]*data-coin-table-target="table"[^>]*>\s*<thead[^>]*>.*?</thead>', body, re.DOTALL)
+    assert table is not None
+    copy = table.group() + "<tbody></tbody></table>"
+    damaged = body.replace(table.group(), copy + copy + table.group(), 1)
+    assert damaged.count('data-coin-table-target="table"') == 3
+    result = parse_page(damaged.encode(), COLLECTED, "usd")
+    assert result.quotes == parse("coingecko-en-page1.html").quotes
+    assert coin_row_count(damaged.encode()) == 100
+
+
+def _table_page(rows: str, lang: str = "en") -> bytes:
+    return (f'<html lang="{lang}"><body><table><thead><tr><th>#</th><th>Coin</th><th>Price</th><th>24h</th>'
+            f"<th>Market Cap</th></tr></thead><tbody>{rows}</tbody></table></body></html>").encode()
+
+
+def _row(rank: int, slug: str, symbol: str, price: str, change: str, cap: str) -> str:
+    return (f'<tr><td>{rank}</td><td><a href="/en/coins/{slug}">{slug.title()} <span>{symbol}</span></a></td>'
+            f"<td>{price}</td><td>{change}</td><td>{cap}</td></tr>")
+
+
+def test_numbers_in_the_browsers_format_are_read_in_the_format_they_show() -> None:
+    rows = _row(1, "bitcoin", "BTC", "$7.299,98", "0,05%", "$144.812.372.117") + _row(
+        2, "ethereum", "ETH", "$1.234", "-1,5%", "$148.291.339.001")
+    result = parse_page(_table_page(rows), COLLECTED, "usd")  # <html lang="en">, printed the German way
+    assert result.rejected == []
+    assert [(q.price, q.change_24h, q.market_cap) for q in result.quotes] == [
+        (7299.98, 0.05, 144812372117.0), (1234.0, -1.5, 148291339001.0)]
+
+
+def test_a_number_the_page_does_not_settle_is_rejected_not_guessed() -> None:
+    rows = _row(1, "bitcoin", "BTC", "$1.234", "1.5%", "$1,234") + _row(2, "ethereum", "ETH", "$2,5", "3,25%", "$12")
+    result = parse_page(_table_page(rows), COLLECTED, "usd")  # "1.5%" says point, "3,25%" comma: unsettled
+    assert [(r.coin, r.field, r.reason) for r in result.rejected] == [("bitcoin", "price", "ambiguous")]
+    assert "'$1.234'" in result.rejected[0].detail and "do not tell which" in result.rejected[0].detail
+    # A cell whose own shape tells its mark is read so.
+    assert [(q.slug, q.price, q.change_24h, q.market_cap) for q in result.quotes] == [("ethereum", 2.5, 3.25, 12.0)]
+    alone = parse_page(_table_page(_row(1, "bitcoin", "BTC", "$1.234", "-", "-")), COLLECTED, "usd")
+    assert [(r.field, r.reason) for r in alone.rejected] == [("price", "ambiguous")]
+    # A rank is whole: "1.234" groups thousands whatever the page says.
+    rank = parse_page(_table_page(_row(1, "bitcoin", "BTC", "$5", "-", "-").replace("<td>1</td>", "<td>1.234</td>")),
+                      COLLECTED, "usd")
+    assert rank.quotes[0].rank == 1234
+
+
+def test_a_link_that_is_the_symbol_gives_the_symbol_not_the_name() -> None:
+    cell = ('<a class="coin-symbol" href="/en/coins/bitcoin">BTC</a> <a href="/en/coins/bitcoin">Bitcoin</a>')
+    rows = (f"<tr><td>1</td><td>{cell}</td><td>$5.00</td><td>1.0%</td><td>$10</td></tr>"
+            '<tr><td>2</td><td><a href="/en/coins/ethereum">ETH</a><a href="/en/coins/ethereum">Ethereum</a></td>'
+            "<td>$4.00</td><td>1.0%</td><td>$10</td></tr>")
+    result = parse_page(_table_page(rows), COLLECTED, "usd")
+    assert result.rejected == []
+    assert [(q.name, q.symbol) for q in result.quotes] == [("Bitcoin", "BTC"), ("Ethereum", "ETH")]
+
+
 def test_sub_element_zero_counts_are_read() -> None:
     body = read("coingecko-en-page1.html").decode().replace("$0.0₅1234", "$0.0<sub>5</sub>1234")
     assert "<sub>5</sub>" in body
@@ -174,10 +237,15 @@ def test_cloudflare_access_denied_is_transient_and_named() -> None:
         parse("coingecko-access-denied.html")
 
 
-def test_missing_table_is_a_terminal_layout_error() -> None:
-    with pytest.raises(TerminalSourceError) as info:
+def test_missing_table_is_a_layout_error_naming_the_strategies_tried() -> None:
+    with pytest.raises(LayoutChangedError) as info:
         parse("coingecko-en-no-table.html")
-    assert str(info.value) == "coingecko-html: coin table not found - page layout changed?"
+    assert str(info.value) == (
+        "coingecko-html: coin table not found - page layout changed? (tried: table, table:attributes). "
+        "Update CryptoViz, or use the API source instead (coingecko); attach the page kept under "
+        "data/failed-pages/ to a bug report")
+    assert info.value.strategies_tried == ("table", "table:attributes")
+    assert isinstance(info.value, TerminalSourceError)
 
 
 def test_a_table_without_coin_rows_is_an_error_not_an_empty_success() -> None:

@@ -14,13 +14,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cryptoviz.config import Settings
-from cryptoviz.errors import ParseError, SourceError, TerminalSourceError, TransientSourceError
+from cryptoviz.errors import (
+    LayoutChangedError,
+    ParseError,
+    SourceError,
+    TerminalSourceError,
+    TransientSourceError,
+)
 from cryptoviz.models import ParseResult, Rejection, SourceQuote
 from cryptoviz.simulator.pages import cmc_list_item, render_coinmarketcap_html
 from cryptoviz.sources.coinmarketcap_html import (
     CoinMarketCapHtmlSource,
     coin_row_count,
     find_coin_lists,
+    item_layout,
+    keyed_rows,
     page_url,
     parse_page,
 )
@@ -63,6 +71,7 @@ BITCOIN_ROW = SourceQuote(
 
 def test_next_data_list_gives_all_coins_with_exact_values() -> None:
     result = parse("coinmarketcap-en-page1.html")
+    assert (result.strategy, result.strategies_tried) == ("next-data:cryptoCurrencyList", ())
     assert result.rejected == []
     assert len(result.quotes) == 100  # the whole page, not only the ten rendered rows
     assert [q.rank for q in result.quotes] == list(range(1, 101))
@@ -102,6 +111,69 @@ def test_find_coin_lists_searches_json_strings() -> None:
         deep = [deep]
     assert find_coin_lists({"cryptoCurrencyList": deep}) == [deep]
     assert find_coin_lists(json.dumps(deep)) == []
+
+
+def _page_with_state(state: Any, *, as_string: bool) -> bytes:
+    doc = {"props": {"initialState": json.dumps(state) if as_string else state}, "page": "/"}
+    return (f'<html lang="en"><body><script id="__NEXT_DATA__" type="application/json">{json.dumps(doc)}'
+            "</script></body></html>").encode()
+
+
+CAMEL_ITEM = {"id": 1, "name": "Bitcoin", "symbol": "BTC", "slug": "bitcoin", "cmcRank": 1,
+              "circulatingSupply": 18500000, "totalSupply": 18500000, "maxSupply": 21000000,
+              "lastUpdated": "2020-11-01T10:00:00.000Z",
+              "quote": {"USD": {"price": 13700.25, "volume24h": 2.1e10, "marketCap": 2.5e11,
+                                "percentChange1h": 0.1, "percentChange24h": -0.5, "percentChange7d": 4.2,
+                                "lastUpdated": "2020-11-01T10:00:00.000Z"}}}
+
+
+@pytest.mark.parametrize("as_string", [False, True])
+def test_listing_latest_items_in_camel_case_with_keyed_quotes(as_string: bool) -> None:
+    state = {"cryptocurrency": {"listingLatest": {"page": 1, "data": [CAMEL_ITEM, dict(CAMEL_ITEM, id=True)]}}}
+    result = parse_page(_page_with_state(state, as_string=as_string), COLLECTED, "usd")
+    assert (result.strategy, result.strategies_tried) == ("next-data:listingLatest", ("next-data:cryptoCurrencyList",))
+    quote = result.quotes[0]
+    assert (quote.source_id, quote.rank, quote.price, quote.market_cap, quote.change_24h) == ("1", 1, 13700.25,
+                                                                                            2.5e11, -0.5)
+    assert (quote.circulating_supply, quote.max_supply) == (18500000.0, 21000000.0)
+    assert result.rejected == [Rejection("coinmarketcap-html", "bitcoin", "id", "not_an_integer", "got bool True")]
+    gbp = parse_page(_page_with_state(state, as_string=as_string), COLLECTED, "gbp").rejected[0]
+    assert (gbp.field, gbp.reason) == ("quote.GBP", "missing_field")
+
+
+def test_keys_arr_rows_become_items() -> None:
+    keys = ["id", "name", "symbol", "slug", "cmcRank", "quote.USD.price", "quote.USD.percentChange24h", 7, ""]
+    data = [{"keysArr": keys, "excludeProps": ["tags"]}, [5, "Five", "FIV", "five", 9, 0.5, -1.0, "x", "y"],
+            [6, "Six"], "not a row"]
+    assert keyed_rows(data) == [
+        {"id": 5, "name": "Five", "symbol": "FIV", "slug": "five", "cmcRank": 9,
+         "quote": {"USD": {"price": 0.5, "percentChange24h": -1.0}}},
+        {"id": 6, "name": "Six"}, "not a row"]
+    state = {"cryptocurrency": {"listingLatest": {"data": data}}}
+    result = parse_page(_page_with_state(state, as_string=True), COLLECTED, "usd")
+    assert result.strategy == "next-data:keysArr"
+    assert [(q.symbol, q.rank, q.price, q.change_24h) for q in result.quotes] == [("FIV", 9, 0.5, -1.0)]
+    assert [(r.coin, r.field, r.reason) for r in result.rejected] == [
+        ("6", "quote", "missing_field"), ("item 2", "item", "not_an_object")]
+    assert keyed_rows([{"keysArr": "not a list"}, [1]]) == [[1]]
+
+
+def test_an_empty_listing_is_a_page_past_the_last_one() -> None:
+    state = {"cryptocurrency": {"listingLatest": {"data": []}}}
+    body = _page_with_state(state, as_string=False)
+    assert coin_row_count(body) == 0
+    with pytest.raises(TerminalSourceError, match="coin list has no coins"):
+        parse_page(body, COLLECTED, "usd")
+
+
+def test_item_layout_follows_the_names_the_items_use() -> None:
+    snake = item_layout([{"cmc_rank": 1, "quote": {}}])
+    assert (snake.rank, snake.price, snake.quotes, snake.source) == ("cmc_rank", "price", "quote",
+                                                                     "coinmarketcap-html")
+    assert item_layout([{"circulating_supply": 1, "rank": 4}]).rank == "rank"
+    camel = item_layout(["junk", {"cmcRank": 1, "quotes": [{"name": "USD"}]}])
+    assert (camel.rank, camel.market_cap, camel.quotes) == ("cmcRank", "marketCap", "quotes")
+    assert item_layout([]).quotes == "quote"
 
 
 def test_broken_items_are_rejected_with_reasons() -> None:
@@ -144,6 +216,8 @@ def test_quote_of_the_asked_currency_is_used() -> None:
 ])
 def test_table_fallback_reads_the_server_rendered_rows(name: str, currency: str) -> None:
     result = parse(name, currency)
+    assert result.strategy == "table"
+    assert result.strategies_tried == ("next-data:cryptoCurrencyList", "next-data:listingLatest", "next-data:keysArr")
     assert result.rejected == []
     assert len(result.quotes) == 10  # rows 11-15 are placeholders: skipped, not rejected
     assert [q.rank for q in result.quotes] == list(range(1, 11))
@@ -183,10 +257,16 @@ def test_cloudflare_pages_are_transient_and_named() -> None:
         parse("coinmarketcap-access-denied.html")
 
 
-def test_no_list_and_no_table_is_a_terminal_layout_error() -> None:
-    with pytest.raises(TerminalSourceError) as info:
+def test_no_list_and_no_table_is_a_layout_error_naming_the_strategies_tried() -> None:
+    with pytest.raises(LayoutChangedError) as info:
         parse("coinmarketcap-en-no-list-no-table.html")
-    assert str(info.value) == "coinmarketcap-html: coin list not found - page layout changed?"
+    tried = ("next-data:cryptoCurrencyList", "next-data:listingLatest", "next-data:keysArr", "table",
+             "table:attributes")
+    assert str(info.value) == (
+        f"coinmarketcap-html: coin list not found - page layout changed? (tried: {', '.join(tried)}). "
+        "Update CryptoViz, or use the API source instead (coinmarketcap, with a free API key from "
+        "coinmarketcap.com/api); attach the page kept under data/failed-pages/ to a bug report")
+    assert info.value.strategies_tried == tried
 
 
 def test_an_empty_list_is_an_error_not_an_empty_success() -> None:

@@ -4,6 +4,7 @@ pipeline assembly that starts and stops them; push frames recorded and replayed 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -24,7 +25,7 @@ from cryptoviz.recording import PageRecorder, read_recording
 from cryptoviz.runtime import Pipeline, open_store
 from cryptoviz.simulator import start_simulator
 from cryptoviz.sources import registry
-from cryptoviz.sources.base import FRAME, RawPage, is_push
+from cryptoviz.sources.base import FRAME, FeedStatus, RawPage, is_push
 from cryptoviz.sources.http import HttpClient
 from cryptoviz.sources.registry import build_sources
 from cryptoviz.sources.spec import IdNamespace, RequestBudget, SourceSpec
@@ -91,7 +92,7 @@ class TickerFeed:
 
     def push(self, body: bytes, at: datetime | None = None) -> None:
         with self._lock:
-            self.pending.append(RawPage(FEED, body, FRAME, at or utc_now()))
+            self.pending.append(RawPage(self.name, body, FRAME, at or utc_now()))
 
     def take_frames(self) -> list[RawPage]:
         with self._lock:
@@ -100,6 +101,9 @@ class TickerFeed:
 
     def parse(self, page: RawPage) -> ParseResult:
         return parse_ticks(page.body, page.fetched_at, "usd")
+
+    def status(self) -> FeedStatus:
+        return FeedStatus(connected=self.running)
 
 
 FEED_SPEC = SourceSpec(name=FEED, title="test ticker feed", kind="push", namespace=IdNamespace(FEED), trust=0.85,
@@ -243,7 +247,10 @@ def test_push_frames_are_recorded_and_replayed_with_their_receive_times(tmp_path
     with engine.connect() as conn:
         rows = conn.execute(sa.select(source_quotes.c.source_id, source_quotes.c.price)
                             .order_by(source_quotes.c.observed_at, source_quotes.c.source_id)).all()
-    assert [tuple(r) for r in rows] == [("btc", 100.5), ("eth", 10.0), ("btc", 100.5), ("eth", 10.0)]
+        current = conn.execute(sa.text("SELECT DISTINCT observed_at FROM currency_data")).scalars().all()
+    # the second cycle brought nothing new: no history row (write on change), the current values moved on
+    assert [tuple(r) for r in rows] == [("btc", 100.5), ("eth", 10.0)]
+    assert [str(c)[:19] for c in current] == ["2026-12-01 12:01:05"]
 
 
 def test_keep_known_ids_finds_a_coin_by_any_of_its_sources_ids() -> None:
@@ -262,3 +269,145 @@ def test_keep_known_ids_finds_a_coin_by_any_of_its_sources_ids() -> None:
     assert [s.coin_id for s in keep_known_ids([only_cmc, replace(base, coin_id="crypto-com-chain")],
                                               {("coinmarketcap", "3635"): "crypto-com-chain"})] == [
         "cronos", "crypto-com-chain"]
+
+
+def test_a_replayed_cycle_keeps_the_capture_times(tmp_path: Path) -> None:
+    settings = load_settings(database_url=f"sqlite:///{tmp_path / 'replay.db'}")
+    engine = open_store(settings)
+    doc = orjson.loads((FIXTURES / "coinmarketcap" / "listings-latest-2021-04-20.json").read_bytes())
+    doc["data"][0]["quote"]["USD"]["price"] = "n/a"
+    page = RawPage("coinmarketcap", orjson.dumps(doc), "json", CMC_AT)
+    with Pipeline(settings, engine=engine, in_process=True) as pipeline:
+        run = pipeline.publish([SourceOutcome("coinmarketcap", [page])], CMC_AT)
+    assert run.finished_at == CMC_AT  # not the wall clock: the cycle took no time in 2021
+    with engine.connect() as conn:
+        started, finished = conn.execute(sa.text("SELECT started_at, finished_at FROM pipeline_runs")).one()
+        rejected_at = conn.execute(sa.text("SELECT DISTINCT rejected_at FROM quote_rejections")).scalars().all()
+    assert str(started)[:19] == str(finished)[:19] == "2021-04-20 23:30:09"
+    assert [str(r)[:19] for r in rejected_at] == ["2021-04-20 23:30:09"]
+
+
+class RecordedPages:
+    """A pull source serving recorded page bodies, one fetch after another (fetched now)."""
+
+    def __init__(self, name: str, bodies: list[bytes]) -> None:
+        self.name = name
+        self.bodies = list(bodies)
+
+    def fetch(self) -> list[RawPage]:
+        return [RawPage(self.name, self.bodies.pop(0), "html", utc_now(), url=f"https://example.test/{self.name}")]
+
+    def parse(self, page: RawPage) -> ParseResult:
+        return registry.parse_page(page, "usd")
+
+
+def test_layout_drift_is_flagged_before_a_page_yields_nothing_and_the_pages_are_kept(tmp_path: Path) -> None:
+    from cryptoviz import metrics
+
+    html = FIXTURES / "html"
+    pages = [(html / "coinmarketcap-en-page1.html").read_bytes(),  # 100 coins from the embedded list
+             (html / "coinmarketcap-en-no-next-data.html").read_bytes(),  # the list is gone: 10 table rows
+             b"<html lang='en'><body><p>We moved things around</p></body></html>"]  # nothing at all
+    # the recorded pages are from 2024: let their quotes count as fresh
+    settings = load_settings(sources="coinmarketcap-html", failed_pages_dir=tmp_path / "failed", top_n=100,
+                             max_staleness=1e9)
+    ticks = iter(range(0, 10_000, 60))
+    collector = Collector(settings, [RecordedPages("coinmarketcap-html", pages)], ListPublisher(),
+                          clock=lambda: float(next(ticks)))
+    try:
+        runs = [collector.run_cycle() for _ in range(3)]
+    finally:
+        collector.close()
+    first, shrunk, gone = (r.sources["coinmarketcap-html"] for r in runs)
+    assert (first.strategy, first.fell_back, first.layout, first.fetched) == (
+        "next-data:cryptoCurrencyList", False, None, 100)
+    assert (shrunk.strategy, shrunk.fell_back) == ("table", True)
+    assert shrunk.layout == "layout_changed: 10 coins vs 100 at the last fetch"
+    assert runs[1].status == "ok"  # still usable: flagged, not failed
+    assert gone.layout is not None and gone.layout.startswith("layout_changed: no coins found (tried next-data:")
+    assert runs[2].status == "failed" and "coin list not found" in (gone.error or "")
+    kept = sorted((tmp_path / "failed" / "coinmarketcap-html").iterdir())
+    assert [p.name.split("-", 1)[1] for p in kept] == ["fewer-coins.html", "layout-changed.html"]
+    assert kept[1].read_bytes() == pages[2]
+    sample = metrics.render().decode()
+    assert 'cryptoviz_source_layout_changed{source="coinmarketcap-html"} 1.0' in sample
+    assert 'cryptoviz_source_strategy_fallbacks_total{source="coinmarketcap-html",strategy="table"}' in sample
+    assert runs[2].sources["coinmarketcap-html"].as_json()["layout"] == gone.layout
+
+
+# --- live updates from an exchange feed --------------------------------------------------------------------
+
+EXCHANGE = "test-exchange"
+
+
+def parse_pairs(body: bytes, collected_at: datetime, currency: str) -> ParseResult:
+    """Frames like an exchange's ticker array: [{"s": "BTCUSDT", "b": "BTC", "q": "usdt", "c": 100.0, "E": ms}]."""
+    try:
+        items = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ParseError(f"{EXCHANGE}: not a JSON frame ({exc})") from None
+    return ParseResult(quotes=[
+        SourceQuote(EXCHANGE, t["s"], t["b"], "", None, None, float(t["c"]), None, 1000.0, None, None, None, None,
+                    None, None, datetime.fromtimestamp(t["E"] / 1000, UTC), collected_at, t["q"])
+        for t in items])
+
+
+class ExchangeFeed(TickerFeed):
+    name = EXCHANGE
+
+    def parse(self, page: RawPage) -> ParseResult:
+        return parse_pairs(page.body, page.fetched_at, "usd")
+
+
+EXCHANGE_SPEC = SourceSpec(name=EXCHANGE, title="test exchange", kind="push", namespace=IdNamespace(EXCHANGE),
+                           trust=0.9, parse=parse_pairs, build=ExchangeFeed, budget=RequestBudget(per_minute=60),
+                           pairs=True)
+
+
+def ticks(**prices: tuple[str, float]) -> bytes:
+    now_ms = int(utc_now().timestamp() * 1000)
+    return orjson.dumps([{"s": pair, "b": pair[:-4] if pair.endswith(("USDT", "USDC")) else pair[:-3],
+                          "q": quote, "c": price, "E": now_ms} for pair, (quote, price) in prices.items()])
+
+
+def test_exchange_ticks_publish_the_coins_they_moved_between_cycles(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "SPECS", MappingProxyType({**registry.SPECS, EXCHANGE: EXCHANGE_SPEC}))
+    feed = ExchangeFeed()
+    with start_simulator(faults="none", seed=5, n_coins=30) as sim:
+        settings = load_settings(**sim.settings_overrides(), sources=f"coingecko,{EXCHANGE}", top_n=30)
+        with HttpClient(settings) as http:
+            [coingecko], _ = build_sources(load_settings(**sim.settings_overrides(), sources="coingecko", top_n=30),
+                                           http)
+            publisher = ListPublisher()
+            collector = Collector(settings, [coingecko, feed], publisher)
+            collector.streaming = True
+            collector.start()
+            try:
+                # before any aggregator cycle no symbol is known: the ticks wait in the book, unmapped
+                feed.push(ticks(BTCUSDT=("usdt", 101_000.0)))
+                assert collector.stream_tick() == []
+                run = collector.run_cycle()  # coingecko: the coins, their symbols, tether's live price
+                assert run.sources[EXCHANGE].fetched == 1  # the tick's frame, counted in the cycle's report
+                assert run.sources[EXCHANGE].feed == FeedStatus(connected=True).as_json()
+                tether = next(s for s in publisher.batches[-1] if s.coin_id == "tether")
+                # from now on a live tick publishes, at once, only the coins it moved
+                time.sleep(1.05)  # observations are whole seconds: the next one is newer than the cycle's
+                feed.push(ticks(BTCUSDT=("usdt", 102_000.0), FOOUSDT=("usdt", 1.0)))
+                moved = collector.stream_tick()
+                assert [s.coin_id for s in moved] == ["bitcoin"]
+                assert {v.source for v in moved[0].sources} == {"coingecko", EXCHANGE}
+                assert next(v for v in moved[0].sources if v.source == EXCHANGE).price == pytest.approx(
+                    102_000.0 * tether.price)  # converted with tether's own consensus, not 1
+                assert moved[0].record  # the first with the exchange: a history row
+                # the same price again a second later: published (current value) but no history row
+                time.sleep(1.05)
+                feed.push(ticks(BTCUSDT=("usdt", 102_000.0)))
+                [again] = collector.stream_tick()
+                assert again.record is False
+                run = collector.run_cycle()
+                assert run.sources[EXCHANGE].fetched == 3  # the ticks' frames since the last cycle
+                assert run.sources[EXCHANGE].pairs is not None
+                assert run.sources[EXCHANGE].pairs["unmapped_pairs"] == ["FOOUSDT"]
+            finally:
+                collector.close()
+    assert feed.stops == 1

@@ -133,6 +133,34 @@ def test_targets_are_raw_sql_in_table_or_time_series_format(name: str) -> None:
                 assert re.search(r"ORDER BY (1|bucket)\b", target["rawSql"]), f"{where}: sort by time"
 
 
+@pytest.mark.parametrize("name", DASHBOARD_FILES)
+def test_time_series_never_draw_a_line_across_missing_time(name: str) -> None:
+    # The queries end a stretch of data with a NULL row where data is missing; Grafana must not bridge it.
+    for panel in query_panels(DASHBOARDS[name]):
+        if panel["type"] in {"timeseries", "candlestick"}:
+            custom = panel["fieldConfig"]["defaults"].get("custom", {})
+            assert custom.get("spanNulls", False) is False, f"{name} {panel['title']}"
+            assert custom.get("insertNulls", False) is False, f"{name} {panel['title']}"
+
+
+@pytest.mark.parametrize("name", DASHBOARD_FILES)
+def test_history_queries_choose_their_tier_in_sql(name: str) -> None:
+    # A query over the candle tiers reads one of them, chosen from $__interval_ms and $__range_s in its tier
+    # CTE; the integration test runs them (tests/integration/test_grafana_panels.py).
+    tiered = 0
+    for panel in query_panels(DASHBOARDS[name]):
+        for target in panel["targets"]:
+            sql = target["rawSql"]
+            if len(set(re.findall(r"\bcandles_(5m|1h|1d)\b", sql))) < 3:
+                continue
+            tiered += 1
+            where = f"{name} {panel['title']}/{target['refId']}"
+            assert sql.startswith("WITH tier AS (") and "$__interval_ms" in sql and "$__range_s" in sql, where
+            for tier in ("5m", "1h", "1d"):
+                assert f"(SELECT name FROM tier) = '{tier}'" in sql, where
+    assert tiered >= 1, f"{name}: no query over the candle tiers"
+
+
 def sql_texts(board: dict[str, Any]) -> Iterator[tuple[str, str]]:
     for panel in query_panels(board):
         for target in panel["targets"]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from decimal import Decimal
 
 import pytest
@@ -12,11 +13,14 @@ from hypothesis import strategies as st
 from cryptoviz.errors import ParseError
 from cryptoviz.simulator import pages
 from cryptoviz.sources.numbers import (
+    AMBIGUOUS,
     SUBSCRIPT_DIGITS,
     currency_code,
+    decimal_mark,
     parse_detailed,
     parse_number,
     parse_percent,
+    settle_decimal_mark,
 )
 
 NNBSP = "\u202f"
@@ -258,3 +262,105 @@ def test_renderer_numbers_round_trip(value: float, lang: str) -> None:
     assert compact is not None and abs(compact - value) <= max(value * 5e-3, 0.005) * 1.000001
     change = parse_percent(pages.percent(value, 2, lang), locale=lang)
     assert change is not None and abs(change - value) <= 0.005 * 1.000001 + value * 1e-12
+
+
+# --- the decimal mark a number shows ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "mark"), [
+    ("$1,234.56", "."), ("$7.299.982.172", ","), ("0,05%", ","), ("0.05%", "."), ("12.5", "."), ("12,5 %", ","),
+    ("$6\u00a0436,54", ","), ("1 234,567", ","), ("1234.567", "."), ("0.123", "."), ("0,0₅123", ","),
+    ("$1.32T$1,323,456,789,012", "."), ("1.234", AMBIGUOUS), ("$1,234", AMBIGUOUS), ("999.000", AMBIGUOUS),
+    ("42", None), ("1 234", None), ("-", None), ("", None), ("1.5 and 2,5", None),
+])
+def test_decimal_mark_examples(text: str, mark: str | None) -> None:
+    assert decimal_mark(text) == mark
+
+
+def test_settle_decimal_mark_examples() -> None:
+    assert settle_decimal_mark(["$7.299.982.172", "0,05%", "1.234", "42"]) == ","
+    assert settle_decimal_mark(["1.234", "42", "-"]) is None
+    assert settle_decimal_mark(["1.5%", "2,5%"]) is None  # half and half: unsettled
+    assert settle_decimal_mark(["$1,234.56"] * 10 + ["$145..67"]) == "."  # one garbled cell in eleven
+    assert settle_decimal_mark([]) is None
+
+
+def test_an_explicit_decimal_mark_overrides_the_locale() -> None:
+    with pytest.raises(ParseError, match="more than one decimal separator"):
+        parse_number("$7.299.982.172", locale="en")  # the locale's own separators refuse it
+    assert parse_detailed("$7.299.982.172", decimal=",").value == 7299982172.0
+    assert parse_detailed("1.234", decimal=",").value == 1234.0
+    assert parse_detailed("1.234", locale="fr", decimal=".").value == 1.234
+    assert parse_detailed("1 234,5 Md $", locale="fr", decimal=",").value == 1234.5e9
+    with pytest.raises(ParseError, match="misplaced thousands separator"):
+        parse_detailed("1.5", decimal=",")
+    with pytest.raises(ParseError, match="unsupported decimal mark"):
+        parse_detailed("1.5", decimal=";")
+
+
+def test_unit_is_one_in_the_last_digit_printed() -> None:
+    assert parse_detailed("$1.32T").unit == 1e10
+    assert parse_detailed("0.10%").unit == 0.01
+    assert parse_detailed("$0.0₅123").unit == pytest.approx(1e-8)
+    assert parse_detailed("17,224,900").unit == 1.0
+    assert parse_detailed("1.5e-7").unit == pytest.approx(1e-8)
+
+
+# (grouping separator, decimal mark) as browsers print numbers: en-US, de-DE, fr-FR (three kinds of space).
+_STYLES = st.sampled_from([(",", "."), (".", ","), (" ", ","), (NNBSP, ","), (NBSP, ",")])
+_VALUES = st.decimals(min_value=0, max_value=Decimal("1e15"), allow_nan=False, allow_infinity=False, places=4)
+
+
+def _printed(value: Decimal, decimals: int, group: str, point: str) -> str:
+    text = f"{value:,.{decimals}f}".replace(",", "\0").replace(".", point).replace("\0", group)
+    return text
+
+
+@settings(max_examples=300)
+@given(value=_VALUES, decimals=st.integers(0, 4), style=_STYLES, sign=st.sampled_from(["$", "", "€"]))
+@example(value=Decimal("1234"), decimals=0, style=(".", ","), sign="$")
+@example(value=Decimal("1.234"), decimals=3, style=(",", "."), sign="")
+def test_a_number_never_shows_the_other_mark_and_reads_back_in_its_own(value: Decimal, decimals: int,
+                                                                       style: tuple[str, str], sign: str) -> None:
+    group, point = style
+    number = _printed(value, decimals, group, point)
+    text = f"{sign}{number}"
+    mark = decimal_mark(text)
+    other = "," if point == "." else "."
+    assert mark != other, text
+    if mark == AMBIGUOUS:
+        # Only a lone separator before exactly three digits is ambiguous.
+        assert re.fullmatch(r"[1-9][0-9]{0,2}[.,][0-9]{3}", number), text
+    got = parse_detailed(text, decimal=point).value
+    assert got == pytest.approx(float(round(value, decimals)), rel=1e-12, abs=1e-12), text
+
+
+@settings(max_examples=200)
+@given(values=st.lists(st.tuples(_VALUES, st.integers(0, 4)), min_size=1, max_size=12), style=_STYLES)
+def test_a_page_printed_one_way_settles_on_its_mark_or_on_nothing(values: list[tuple[Decimal, int]],
+                                                                   style: tuple[str, str]) -> None:
+    group, point = style
+    texts = [_printed(v, d, group, point) for v, d in values]
+    settled = settle_decimal_mark(texts)
+    tells = any(decimal_mark(t) == point for t in texts)
+    assert settled == (point if tells else None), texts
+
+
+@settings(max_examples=200)
+@given(values=st.lists(_VALUES, min_size=10, max_size=30), style=_STYLES, garbled=st.integers(0, 3))
+def test_a_few_contrary_cells_do_not_unsettle_a_page(values: list[Decimal], style: tuple[str, str],
+                                                      garbled: int) -> None:
+    group, point = style
+    texts = [_printed(v, 2, group, point) for v in values]  # two decimals: every text tells its mark
+    other = "1,5" if point == "." else "1.5"
+    mixed = texts + [other] * garbled
+    expected = point if garbled * 10 <= len(mixed) else None
+    assert settle_decimal_mark(mixed) == expected
+
+
+@given(integer=st.integers(1, 999), fraction=st.integers(0, 999), sep=st.sampled_from([".", ","]))
+def test_one_separator_before_three_digits_is_ambiguous(integer: int, fraction: int, sep: str) -> None:
+    text = f"{integer}{sep}{fraction:03d}"
+    assert decimal_mark(text) == AMBIGUOUS
+    assert decimal_mark(text + "5") == sep  # four digits after it: a decimal mark
+    assert decimal_mark(f"{integer}{sep}{fraction:03d}{sep}000") == ("," if sep == "." else ".")  # two: groups

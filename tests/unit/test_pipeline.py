@@ -103,3 +103,27 @@ def test_no_reachable_source_says_so_and_backs_off(caplog: pytest.LogCaptureFixt
     assert "no source is reachable" in caplog.text
     assert "make demo" in caplog.text
     assert len(calls) == 1  # the first backoff (about 5 s) outlasts the 1.5 s run instead of retrying every 0.1 s
+
+
+def test_a_source_that_answers_with_nothing_usable_has_failed() -> None:
+    doc = json.loads((FIXTURES / "coinmarketcap" / "listings-latest-2021-04-20.json").read_bytes())
+    for item in doc["data"]:
+        item["quote"]["USD"]["price"] = "n/a"
+    broken = SourceOutcome("coinmarketcap", [_cmc_page(json.dumps(doc).encode())])
+    snapshots, run = process([broken], observed_at=CMC_AT, settings=Settings())
+    assert snapshots == [] and run.status == "failed"
+    error = run.sources["coinmarketcap"].error or ""
+    assert error.startswith("coinmarketcap: nothing usable: all 100 item(s) rejected (not_a_number 100)")
+    # beside a source that delivered, the cycle is partial, not ok
+    good = SourceOutcome("coinmarketcap", [_cmc_page()])
+    cg = SourceOutcome("coingecko", [RawPage("coingecko", b"[]", "json", CMC_AT)])
+    snapshots, run = process([good, cg], observed_at=CMC_AT, settings=Settings())
+    assert run.status == "partial" and snapshots
+    assert run.sources["coingecko"].error == "coingecko: no coin in the answer (1 page(s))"
+
+
+def test_quotes_that_are_all_stale_are_nothing_usable() -> None:
+    later = CMC_AT.replace(year=2022)  # a year after the capture: every quote is stale
+    snapshots, run = process([SourceOutcome("coinmarketcap", [_cmc_page()])], observed_at=later, settings=Settings())
+    assert snapshots == [] and run.status == "failed"
+    assert "stale 100" in (run.sources["coinmarketcap"].error or "")

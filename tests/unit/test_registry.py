@@ -76,8 +76,8 @@ def test_unknown_source_has_no_parser() -> None:
 
 def test_settings_accept_exactly_the_registered_names() -> None:
     assert load_settings(sources=",".join(SPECS)).sources == list(SPECS)
-    with pytest.raises(ConfigError, match=r"CRYPTOVIZ_SOURCES: unknown source\(s\) 'binance'; known: coingecko"):
-        load_settings(sources="coingecko,binance")
+    with pytest.raises(ConfigError, match=r"CRYPTOVIZ_SOURCES: unknown source\(s\) 'bitstamp'; known: coingecko"):
+        load_settings(sources="coingecko,bitstamp")
     with pytest.raises(ConfigError, match="CRYPTOVIZ_TRUST: unknown source 'nope'"):
         load_settings(trust="nope=0.5")
     with pytest.raises(ConfigError, match="CRYPTOVIZ_SOURCE_INTERVALS: unknown source 'nope'"):

@@ -14,9 +14,20 @@ from typing import Any
 import httpx
 import pytest
 from jsonschema import Draft202012Validator
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
 
 from cryptoviz.config import load_settings
-from cryptoviz.simulator import COINS, FAULT_NAMES, FaultInjector, Faults, Market, Simulator, start_simulator
+from cryptoviz.simulator import (
+    COINS,
+    FAULT_NAMES,
+    FEED_FAULT_NAMES,
+    FaultInjector,
+    Faults,
+    Market,
+    Simulator,
+    start_simulator,
+)
 from cryptoviz.simulator.coins import coins
 from cryptoviz.simulator.server import PAGES_MODULE
 
@@ -565,7 +576,12 @@ def test_settings_overrides_point_cryptoviz_at_the_simulator(sim: Simulator) -> 
     assert f"export CRYPTOVIZ_COINMARKETCAP_BASE_URL={sim.url}" in lines
     assert "export CRYPTOVIZ_COINMARKETCAP_API_KEY=simulator-placeholder-key" in lines
     assert f"export CRYPTOVIZ_COINPAPRIKA_BASE_URL={sim.url}/coinpaprika/v1" in lines
-    assert len(lines) == 6
+    feeds = sim.feeds.url
+    assert feeds.startswith("ws://127.0.0.1:") and feeds != sim.url.replace("http", "ws")
+    assert (settings.binance_ws_url, settings.coinbase_ws_url, settings.kraken_ws_url) == (
+        f"{feeds}/binance", f"{feeds}/coinbase", f"{feeds}/kraken/v2")
+    assert f"export CRYPTOVIZ_KRAKEN_WS_URL={feeds}/kraken/v2" in lines
+    assert len(lines) == 9
 
 
 def test_stats_count_requests_per_route(sim: Simulator) -> None:
@@ -590,3 +606,361 @@ def test_stop_releases_the_port() -> None:
         _ = sim.url
     with pytest.raises(httpx.ConnectError), httpx.Client(timeout=2) as http:
         http.get(url + "/api/v3/ping")
+
+
+# --- history: CoinGecko's market_chart, CoinMarketCap's historical quotes ----------------------------
+
+CHART = "/api/v3/coins/{}/market_chart"
+CMC_HISTORICAL = "/v2/cryptocurrency/quotes/historical"
+
+
+def chart(http: httpx.Client, coin: str = "bitcoin", **params: Any) -> httpx.Response:
+    return http.get(CHART.format(coin), params={"vs_currency": "usd", **params})
+
+
+@pytest.fixture(scope="module")
+def chart_validator() -> Draft202012Validator:
+    spec = json.loads((FIXTURES / "coingecko" / "coingecko-demo-api.openapi.json").read_text())
+    return Draft202012Validator(_json_schema(spec["components"]["schemas"]["CoinsMarketChart"]))
+
+
+@pytest.mark.parametrize(("days", "step", "points"), [(1, 300, 289), (2, 3600, 49), (90, 3600, 2161),
+                                                      (91, 86_400, 92), (365, 86_400, 366)])
+def test_market_chart_has_the_documented_shape_and_granularity(sim: Simulator, chart_validator: Draft202012Validator,
+                                                               days: int, step: int, points: int) -> None:
+    with client(sim) as http:
+        answer = chart(http, days=days)
+    assert answer.status_code == 200
+    doc = answer.json()
+    chart_validator.validate(doc)
+    stamps = [ms for ms, _ in doc["prices"]]
+    assert [ms for ms, _ in doc["market_caps"]] == [ms for ms, _ in doc["total_volumes"]] == stamps
+    assert len(stamps) == points
+    *grid, now = [ms / 1000 for ms in stamps]
+    assert all(t % step == 0 for t in grid)  # on the grid: 5 minutes, hours, days at 00:00 UTC
+    assert all(b - a == step for a, b in zip(grid, grid[1:], strict=False))
+    assert 0 < now - grid[-1] <= step and now - grid[0] <= days * 86_400
+    assert all(price > 0 for _, price in doc["prices"])
+
+
+def test_market_chart_past_ends_at_the_live_price_and_agrees_with_the_changes(sim: Simulator) -> None:
+    with client(sim) as http:
+        live = by_id(cg(http, per_page=250, price_change_percentage="24h").json())
+        doc = chart(http, "ethereum", days=2).json()
+    bitcoin_now = doc["prices"][-1][1]
+    spec = next(c for c in sim.coins if c.cg_id == "ethereum")
+    assert bitcoin_now == spec.price  # the market stands still: the past ends at the start price
+    assert live["ethereum"]["current_price"] == pytest.approx(bitcoin_now, rel=0.002)  # the live noise
+    # the past passes through the price the live routes measure "24 h" against
+    start = sim.market.started_at.timestamp()
+    then = sim.market.past_prices("ethereum", [start - 86_400])[0]
+    change = (sim.market.price("ethereum") / then - 1) * 100
+    assert live["ethereum"]["price_change_percentage_24h_in_currency"] == pytest.approx(change, rel=0.01, abs=0.3)
+
+
+def test_market_chart_granularities_agree_where_they_meet(sim: Simulator) -> None:
+    with client(sim) as http:
+        series = {days: dict(chart(http, "solana", days=days).json()["prices"][:-1]) for days in (1, 30, 200)}
+    for fine, coarse in ((1, 30), (30, 200)):
+        common = set(series[fine]) & set(series[coarse])
+        assert len(common) >= (24 if fine == 1 else 30)
+        assert all(series[fine][t] == series[coarse][t] for t in common)
+
+
+def test_market_chart_past_is_deterministic_by_seed() -> None:
+    start = datetime(2026, 3, 1, 9, 30, 7, tzinfo=UTC)
+    one, two, other = (Market(seed, COINS[:20], start=start) for seed in (5, 5, 6))
+    now = start + timedelta(seconds=3)
+    charts = [m.coingecko_market_chart("bitcoin", "eur", 30, now=now) for m in (one, two, other)]
+    assert charts[0] == charts[1] and charts[0]["prices"][:-1] != charts[2]["prices"][:-1]
+    # later, the part already served stays the same
+    later = dict(one.coingecko_market_chart("bitcoin", "eur", 30, now=now + timedelta(hours=1))["prices"][:-1])
+    earlier = dict(charts[0]["prices"][:-1])
+    common = set(later) & set(earlier)
+    assert len(common) == len(earlier) - 1 and all(later[t] == earlier[t] for t in common)
+    btc = one.coingecko_market_chart("bitcoin", "btc", 2, now=now)
+    assert all(price == pytest.approx(1.0) for _, price in btc["prices"])
+
+
+def test_market_chart_after_the_start_follows_the_walk() -> None:
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    market = Market(9, COINS[:10], start=start, step_seconds=1.0)
+    for minute in range(1, 31):
+        market.step(start + timedelta(minutes=minute))
+    doc = market.coingecko_market_chart("bitcoin", days=1, now=start + timedelta(minutes=30))
+    after = [(ms, p) for ms, p in doc["prices"] if ms > start.timestamp() * 1000]
+    assert len(after) == 6  # 5-minute marks after the start, then now
+    assert after[-1][1] == market.price("bitcoin")
+    assert len({p for _, p in after}) > 3  # the walk moved
+
+
+def test_market_chart_refusals(sim: Simulator) -> None:
+    with client(sim) as http:
+        too_far = chart(http, days=366)
+        max_days = chart(http, days="max")
+        unknown = chart(http, "no-such-coin", days=1)
+        no_currency = http.get(CHART.format("bitcoin"), params={"days": 1})
+        no_days = chart(http)
+        stats = http.get("/_sim/stats").json()
+    for answer in (too_far, max_days):
+        assert answer.status_code == 401
+        assert answer.json()["error"]["status"]["error_code"] == 10012
+        assert "within the past 365 days" in answer.json()["error"]["status"]["error_message"]
+    assert (unknown.status_code, unknown.json()) == (404, {"error": "coin not found"})
+    assert (no_currency.status_code, no_currency.json()) == (400, {"error": "Missing parameter vs_currency"})
+    assert (no_days.status_code, no_days.json()) == (400, {"error": "Missing parameter days"})
+    assert stats["requests"]["/api/v3/coins/{id}/market_chart"] == 5
+
+
+def test_market_chart_gets_the_faults_of_coingecko_on_a_schedule_of_its_own() -> None:
+    with start_simulator(faults="rate-limit@coingecko=1,malformed", seed=1, step_seconds=FROZEN) as sim, \
+            client(sim) as http:
+        limited = chart(http, days=1)
+        broken = chart(http, days=1).json()
+        markets = cg(http)  # the live route's first request: its own schedule, its own fault
+        stats = http.get("/_sim/stats").json()
+    assert limited.status_code == 429 and limited.json() == CG_RATE_LIMIT_BODY
+    bad = [p for p in broken["prices"] if not (isinstance(p, list) and len(p) == 2 and isinstance(p[1], float))]
+    assert len(bad) == 3 and len(broken["prices"]) == 289
+    assert markets.status_code == 429
+    assert stats["sources"]["coingecko/market_chart"]["requests"] == 2
+    assert stats["sources"]["coingecko"] == {"requests": 1, "cycles": 0, "faults": {
+        **dict.fromkeys(FAULT_NAMES, 0), "rate-limit": 1}}
+
+
+def test_cmc_historical_is_refused_as_on_the_free_plan(sim: Simulator) -> None:
+    with client(sim) as http:
+        refused = http.get(CMC_HISTORICAL, params={"id": 1}, headers=KEY)
+        no_key = http.get(CMC_HISTORICAL, params={"id": 1})
+    assert refused.status_code == 403
+    assert refused.json()["status"]["error_code"] == 1006
+    assert refused.json()["status"]["error_message"] == "Your API Key subscription plan doesn't support this endpoint."
+    assert no_key.status_code == 401
+
+
+def test_cmc_historical_on_a_paid_plan_serves_the_same_past() -> None:
+    with start_simulator(faults="none", seed=7, step_seconds=FROZEN, cmc_historical=True) as sim, \
+            client(sim) as http:
+        end = datetime.now(UTC)
+        answer = http.get(CMC_HISTORICAL, headers=KEY, params={
+            "id": 1, "time_start": (end - timedelta(days=2)).isoformat(), "time_end": end.isoformat(),
+            "interval": "hourly", "count": 100, "convert": "USD"})
+        gecko = dict(chart(http, days=2).json()["prices"])
+        unknown = http.get(CMC_HISTORICAL, headers=KEY, params={"id": 99_999_999})
+    assert answer.status_code == 200
+    coin = answer.json()["data"]["1"]
+    assert (coin["symbol"], coin["is_active"], len(coin["quotes"])) == ("BTC", 1, 48)
+    for quote in coin["quotes"]:
+        at = datetime.fromisoformat(quote["timestamp"].replace("Z", "+00:00"))
+        assert quote["quote"]["USD"]["price"] == gecko[round(at.timestamp() * 1000)]
+    assert unknown.status_code == 400 and '"id"' in unknown.json()["status"]["error_message"]
+
+
+# --- the exchanges' websocket feeds ------------------------------------------------------------------
+
+BINANCE_FIELDS = set(json.loads((FIXTURES / "binance" / "mini-ticker-arr-raw.json").read_text())[0])
+COINBASE_TICKER_FIELDS = set(json.loads((FIXTURES / "coinbase" / "ticker-batch.json").read_text())
+                             ["events"][0]["tickers"][0])
+COINBASE_ENVELOPE_FIELDS = set(json.loads((FIXTURES / "coinbase" / "ticker-batch.json").read_text()))
+KRAKEN_FIELDS = set(json.loads((FIXTURES / "kraken" / "ticker-update.json").read_text())["data"][0])
+
+
+def ws(simulator: Simulator, path: str) -> Any:
+    return connect(f"{simulator.feeds.url}{path}", open_timeout=5, close_timeout=1)
+
+
+def received(connection: Any, count: int, timeout: float = 5.0) -> list[Any]:
+    """The next ``count`` messages, decoded (binary junk as bytes)."""
+    out: list[Any] = []
+    for _ in range(count):
+        message = connection.recv(timeout=timeout)
+        try:
+            out.append(json.loads(message))
+        except (ValueError, UnicodeDecodeError):
+            out.append(message)
+    return out
+
+
+@pytest.fixture
+def feed_sim() -> Iterator[Simulator]:
+    with start_simulator(faults="none", seed=7, step_seconds=FROZEN, feed_tick=0.1) as running:
+        yield running
+
+
+def test_binance_streams_every_pair_in_the_documented_shape(feed_sim: Simulator) -> None:
+    with ws(feed_sim, "/binance/stream?streams=!miniTicker@arr") as combined, \
+            ws(feed_sim, "/binance/ws/!miniTicker@arr") as raw, client(feed_sim) as http:
+        wrapped = received(combined, 1)[0]
+        array = received(raw, 1)[0]
+        gecko = by_id(cg(http, per_page=250).json())
+    assert wrapped["stream"] == "!miniTicker@arr" and isinstance(array, list)
+    items = {item["s"]: item for item in wrapped["data"]}
+    assert all(set(item) == BINANCE_FIELDS and item["e"] == "24hrMiniTicker" for item in items.values())
+    assert all(isinstance(item[k], str) for item in items.values() for k in "cohlvq")
+    assert {"BTCUSDT", "BTCUSDC", "ETHBTC", "USDCUSDT", "UNIUSDT", "POLUSDT", "RENDERUSDT"} <= set(items)
+    assert "USDTUSDT" not in items and not any(s.startswith(("BABYDOGE", "PICO")) for s in items)
+    assert 400 <= len(items) <= 600  # a benchmark-sized market
+    # the REST routes' prices through the exchange's own small noise; UNI is uniswap's (the larger UNI)
+    tether = gecko["tether"]["current_price"]
+    assert float(items["BTCUSDT"]["c"]) * tether == pytest.approx(gecko["bitcoin"]["current_price"], rel=0.003)
+    assert float(items["UNIUSDT"]["c"]) * tether == pytest.approx(gecko["uniswap"]["current_price"], rel=0.003)
+
+
+def test_binance_requests_acknowledgements_errors_and_its_message_limit(feed_sim: Simulator) -> None:
+    with ws(feed_sim, "/binance/ws") as connection:
+        connection.send(json.dumps({"method": "SUBSCRIBE", "params": ["!miniTicker@arr"], "id": 1}))
+        ack, data = received(connection, 2)
+        connection.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 3}))
+        connection.send("{not json")
+        replies = [m for m in received(connection, 6) if isinstance(m, dict)]
+        with pytest.raises(ConnectionClosed) as closed:
+            for n in range(6):  # more than 5 messages a second
+                connection.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 10 + n}))
+            while True:
+                connection.recv(timeout=5)
+    assert ack == {"result": None, "id": 1} and isinstance(data, list)
+    assert {"result": ["!miniTicker@arr"], "id": 3} in replies
+    assert {"code": 3, "msg": "Invalid JSON: expected value at line 1 column 1"} in replies
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+def test_coinbase_subscriptions_heartbeats_and_sequence_numbers(feed_sim: Simulator) -> None:
+    with ws(feed_sim, "/coinbase") as connection:
+        connection.send(json.dumps({"type": "subscribe", "channel": "ticker_batch",
+                                    "product_ids": ["BTC-USD", "ETH-USDT", "USDT-USDC", "SOL-USDC"]}))
+        connection.send(json.dumps({"type": "subscribe", "channel": "heartbeats"}))
+        connection.send(json.dumps({"type": "subscribe", "channel": "ticker_batch", "product_ids": ["NOPE-USD"]}))
+        messages = received(connection, 25)
+    envelopes = [m for m in messages if "channel" in m]
+    assert all(set(m) == COINBASE_ENVELOPE_FIELDS for m in envelopes)
+    numbers = [m["sequence_num"] for m in envelopes]
+    assert numbers == list(range(len(numbers)))  # one count for the whole connection
+    channels = [m["channel"] for m in envelopes]
+    assert channels[:2] == ["subscriptions", "ticker_batch"] and "heartbeats" in channels
+    snapshot, update = [m for m in envelopes if m["channel"] == "ticker_batch"][:2]
+    assert snapshot["events"][0]["type"] == "snapshot" and update["events"][0]["type"] == "update"
+    tickers = {t["product_id"]: t for t in update["events"][0]["tickers"]}
+    assert set(tickers) == {"BTC-USD", "ETH-USDT", "USDT-USDC", "SOL-USD"}  # SOL-USDC answers with SOL-USD data
+    assert all(set(t) == COINBASE_TICKER_FIELDS for t in tickers.values())
+    heartbeat = next(m for m in envelopes if m["channel"] == "heartbeats")["events"][0]
+    assert set(heartbeat) == {"current_time", "heartbeat_counter"}
+    assert {"type": "error", "message": "Failed to subscribe", "reason": "NOPE-USD is not a valid product"} in messages
+
+
+def test_coinbase_closes_a_connection_that_does_not_subscribe_in_time(feed_sim: Simulator) -> None:
+    feed_sim.feeds.subscribe_timeout = 0.3
+    with ws(feed_sim, "/coinbase") as connection, pytest.raises(ConnectionClosed) as closed:
+        connection.recv(timeout=5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+def test_kraken_status_acknowledgements_snapshot_updates_and_heartbeats(feed_sim: Simulator) -> None:
+    with ws(feed_sim, "/kraken/v2") as connection:
+        status = received(connection, 1)[0]
+        connection.send(json.dumps({"method": "subscribe", "req_id": 4,
+                                    "params": {"channel": "ticker", "symbol": ["BTC/USD", "ETH/USDC", "XBT/USD"]}}))
+        messages = received(connection, 6)
+    assert status["channel"] == "status" and status["data"][0]["system"] == "online"
+    acks = [m for m in messages if m.get("method") == "subscribe"]
+    assert [(a["success"], a.get("result", {}).get("symbol"), a["req_id"]) for a in acks] == [
+        (True, "BTC/USD", 4), (True, "ETH/USDC", 4), (False, None, 4)]
+    assert acks[2]["error"] == "Currency pair not supported XBT/USD"  # v2 names it BTC/USD
+    snapshot, update = [m for m in messages if m.get("channel") == "ticker"][:2]
+    assert snapshot["type"] == "snapshot" and update["type"] == "update"
+    assert {i["symbol"] for i in update["data"]} == {"BTC/USD", "ETH/USDC"}
+    assert all(set(i) == KRAKEN_FIELDS for i in update["data"])
+    assert all(isinstance(i["last"], float) for i in update["data"])
+    with start_simulator(faults="none", step_seconds=FROZEN, feed_tick=5.0) as quiet, ws(quiet, "/kraken/v2") as calm:
+        calm.send(json.dumps({"method": "subscribe", "params": {"channel": "ticker", "symbol": ["BTC/USD"]}}))
+        later = received(calm, 5)
+    assert {"channel": "heartbeat"} in later  # a second without data
+
+
+def test_an_unknown_feed_path_is_refused_at_the_handshake(feed_sim: Simulator) -> None:
+    with pytest.raises(InvalidStatus) as refused, ws(feed_sim, "/bitfinex"):
+        pass
+    assert refused.value.response.status_code == 404
+
+
+def test_feed_faults_parse_and_stay_out_of_all() -> None:
+    faults = Faults.parse("stall@binance,disconnect@kraken=0.5,sequence-gap@coinbase,flood", feed_fault_after=2)
+    assert faults.probability("stall", "binance") == 1.0 and faults.probability("stall", "kraken") == 0.0
+    assert faults.probability("disconnect", "kraken") == 0.5 and faults.feed_fault_after == 2
+    assert set(faults.names) == {"stall", "disconnect", "sequence-gap", "flood"}
+    assert not set(Faults.parse("all").names) & set(FEED_FAULT_NAMES)
+    assert "stall@binance" in faults.describe()
+    with pytest.raises(ValueError, match="unknown source"):
+        Faults.parse("stall@bitstamp")
+
+
+def test_feed_frame_faults_break_frames_skip_numbers_and_flood() -> None:
+    faults = Faults.parse("malformed@binance,garbage@binance=1,sequence-gap@coinbase=1,flood@kraken",
+                          flood_factor=4)
+    with start_simulator(faults=faults, step_seconds=FROZEN, feed_tick=0.1, n_coins=20) as sim:
+        with ws(sim, "/binance/stream?streams=!miniTicker@arr") as connection:
+            binance_frames = received(connection, 6)
+        with ws(sim, "/coinbase") as connection:
+            connection.send(json.dumps({"type": "subscribe", "channel": "ticker_batch", "product_ids": ["BTC-USD"]}))
+            numbers = [m["sequence_num"] for m in received(connection, 6)]
+        with ws(sim, "/kraken/v2") as connection:
+            connection.send(json.dumps({"method": "subscribe", "params": {"channel": "ticker", "symbol": ["BTC/USD"]}}))
+            kraken_frames = received(connection, 12)
+        stats = sim.stats()["feeds"]
+    data = [f for f in binance_frames if isinstance(f, dict)]
+    junk = [f for f in binance_frames if not isinstance(f, dict)]
+    broken = [f["data"] for f in data if any(not isinstance(i, dict) or i.get("c") == "n/a" or "s" not in i
+                                                for i in f["data"])]
+    assert broken and all(len(items) == 3 for items in broken)  # price "n/a", no symbol, a bare string
+    assert [i.get("c") == "n/a" for i in broken[0] if isinstance(i, dict)] == [True, False]
+    assert junk  # a frame cut short or binary junk
+    assert [b - a for a, b in zip(numbers[2:], numbers[3:], strict=False)] == [4, 4, 4]  # three skipped a tick
+    updates = [f for f in kraken_frames if f.get("type") == "update"]
+    assert len(updates) >= 8  # four copies a tick
+    assert stats["binance"]["faults"]["malformed"] >= 2 and stats["coinbase"]["faults"]["sequence-gap"] >= 3
+    assert stats["kraken"]["faults"]["flood"] >= 2
+
+
+def test_feed_connection_faults() -> None:
+    faults = Faults.parse("server-close@binance,disconnect@coinbase,stall@kraken", feed_fault_after=0.3)
+    with start_simulator(faults=faults, step_seconds=FROZEN, feed_tick=0.1, n_coins=20) as sim:
+        with ws(sim, "/binance/stream?streams=!miniTicker@arr") as connection, pytest.raises(ConnectionClosed) as ended:
+            last = None
+            while True:
+                last = json.loads(connection.recv(timeout=5))
+        assert last == {"stream": "!serverShutdown", "data": {"e": "serverShutdown", "E": last["data"]["E"]}}
+        assert ended.value.rcvd is not None and ended.value.rcvd.code == 1001
+        with ws(sim, "/coinbase") as connection, pytest.raises(ConnectionClosed) as dropped:
+            connection.send(json.dumps({"type": "subscribe", "channel": "heartbeats"}))
+            while True:
+                connection.recv(timeout=5)
+        assert dropped.value.rcvd is None  # no close frame: the connection dropped
+        with ws(sim, "/kraken/v2") as connection:
+            connection.send(json.dumps({"method": "subscribe", "params": {"channel": "ticker", "symbol": ["BTC/USD"]}}))
+            time.sleep(0.5)
+            while True:  # what came before the stall
+                try:
+                    connection.recv(timeout=0)
+                except TimeoutError:
+                    break
+            with pytest.raises(TimeoutError):
+                connection.recv(timeout=0.5)  # silent, yet open
+        stats = sim.stats()["feeds"]
+    assert {name: stats[name]["faults"] for name in stats} == {
+        "binance": {"server-close": 1}, "coinbase": {"disconnect": 1}, "kraken": {"stall": 1}}
+
+
+def test_feed_prices_are_computed_once_a_market_step() -> None:
+    with start_simulator(faults="none", step_seconds=FROZEN) as sim:
+        first = sim.feeds.priced("binance")
+        assert sim.feeds.priced("binance") is first
+        sim.market.advance()
+        moved = sim.feeds.priced("binance")
+    assert moved is not first and moved["BTCUSDT"].price != first["BTCUSDT"].price
+
+
+def test_stopping_the_simulator_releases_the_feed_port() -> None:
+    sim = Simulator(faults="none").start()
+    url = f"{sim.feeds.url}/coinbase"
+    sim.stop()
+    with pytest.raises(OSError):
+        connect(url, open_timeout=2, legacy=True)

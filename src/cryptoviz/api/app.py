@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from cryptoviz import __version__
 from cryptoviz.api.deps import api_token, require_token, require_token_or_query
 from cryptoviz.api.errors import register_error_handlers
+from cryptoviz.api.live import LiveHub
 from cryptoviz.api.routers import coins, dashboard, operations, sources, stream
 from cryptoviz.api.routers.coins import parse_interval
 from cryptoviz.config import Settings
@@ -48,6 +49,9 @@ def create_app(engine: sa.Engine, settings: Settings, *, poll_interval: float = 
     app.state.engine = engine
     app.state.settings = settings
     app.state.shutdown = threading.Event()  # set by the server on exit: open streams end
+    # The stream's one reader; app.state.live.notify() after a commit wakes it (a writer in this process).
+    app.state.live = LiveHub.over(engine, poll_interval=poll_interval, stop=app.state.shutdown)
+    app.state.stream_mode = "hub"  # or "per-client": each connection polls on its own (for comparisons)
     register_error_handlers(app)
     secured = api_token(settings) is not None
     protected = [Depends(require_token)] if secured else []

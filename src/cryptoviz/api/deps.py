@@ -24,6 +24,11 @@ def get_engine(request: Request) -> sa.Engine:
     return engine
 
 
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
 def get_shutdown(request: Request) -> threading.Event:
     """Set by the server when it stops: open streams end."""
     event: threading.Event = request.app.state.shutdown
@@ -32,6 +37,7 @@ def get_shutdown(request: Request) -> threading.Event:
 
 EngineDep = Annotated[sa.Engine, Depends(get_engine)]
 ShutdownDep = Annotated[threading.Event, Depends(get_shutdown)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def api_token(settings: Settings) -> str | None:

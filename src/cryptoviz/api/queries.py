@@ -7,12 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from cryptoviz.store.candles import Tier
 from cryptoviz.store.tables import (
+    candles_1d,
+    candles_1h,
+    candles_5m,
     currencies,
     currency_data,
     currency_data_history,
@@ -125,8 +129,10 @@ def latest_source_quotes(engine: sa.Engine, coin_id: str) -> list[dict[str, Any]
 # --- history -----------------------------------------------------------------------------------------
 
 
-def history_points(engine: sa.Engine, coin_id: str, start: datetime, end: datetime,
-                   limit: int) -> list[tuple[datetime, float, float | None, float | None, float]]:
+PointRow = tuple[datetime, float, float | None, float | None, float]  # observed_at, price, cap, volume, confidence
+
+
+def history_points(engine: sa.Engine, coin_id: str, start: datetime, end: datetime, limit: int) -> list[PointRow]:
     """Consensus points in [start, end], oldest first: (observed_at, price, market_cap, volume_24h, confidence).
 
     At most ``limit`` rows (the caller asks for one more than it accepts to detect an overflow).
@@ -155,7 +161,13 @@ class Candle:
     low: float
     close: float
     volume: float | None  # the last volume_24h of the bucket
-    n: int
+    n: int  # history rows in the bucket
+    n_backfill: int = 0  # backfilled points in the bucket
+    confidence_min: float | None = None
+    open_at: datetime | None = None  # time of the first observation
+    close_at: datetime | None = None  # time of the last observation
+    sources: str = ""  # comma list of the sources used (candle tiers)
+    source_close: Mapping[str, float] | None = None  # each source's own price at the last observation
 
 
 def _epoch_seconds(engine: sa.Engine, column: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
@@ -166,9 +178,28 @@ def _epoch_seconds(engine: sa.Engine, column: sa.ColumnElement[Any]) -> sa.Colum
     return sa.cast(sa.func.floor(sa.extract("epoch", column)), sa.BigInteger)
 
 
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _all(engine: sa.Engine, query: sa.Select[Any], limit: int | None) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(query if limit is None else query.limit(limit))]
+
+
+def _first_and_last(table: sa.Table, agg: sa.Subquery, coin_id: str, time: str, first_key: str,
+                    last_key: str) -> tuple[sa.FromClause, sa.FromClause, sa.Join]:
+    """``agg`` (one row per bucket) joined to the coin's rows of ``table`` at its first and last times."""
+    first, last = table.alias(f"first_{table.name}"), table.alias(f"last_{table.name}")
+    joined = (agg.join(first, sa.and_(first.c.currency_id == coin_id, first.c[time] == agg.c[first_key]))
+              .join(last, sa.and_(last.c.currency_id == coin_id, last.c[time] == agg.c[last_key])))
+    return first, last, joined
+
+
 def history_candles(engine: sa.Engine, coin_id: str, start: datetime, end: datetime,
                     step: int, limit: int | None = None) -> list[Candle]:
-    """OHLC candles of ``step`` seconds in [start, end], oldest first, computed in SQL (SQLite and PostgreSQL).
+    """OHLC candles of ``step`` seconds in [start, end] aggregated from the raw history rows, oldest first,
+    in SQL (SQLite and PostgreSQL).
 
     open = the first price of the bucket by time, close = the last, high/low = max/min, volume = the last
     volume_24h, n = points in the bucket. Buckets without points are absent. At most ``limit`` candles.
@@ -178,35 +209,80 @@ def history_candles(engine: sa.Engine, coin_id: str, start: datetime, end: datet
     bucket = (_epoch_seconds(engine, h.c.observed_at) // step).label("bucket")
     agg = (sa.select(bucket, sa.func.min(h.c.observed_at).label("first_at"),
                      sa.func.max(h.c.observed_at).label("last_at"), sa.func.max(h.c.price).label("high"),
-                     sa.func.min(h.c.price).label("low"), sa.func.count().label("n"))
+                     sa.func.min(h.c.price).label("low"), sa.func.count().label("n"),
+                     sa.func.min(h.c.confidence).label("confidence_min"))
            .where(h.c.currency_id == coin_id, h.c.observed_at >= start, h.c.observed_at <= end)
            .group_by(bucket).subquery("agg"))
-    first = h.alias("first_row")
-    last = h.alias("last_row")
+    first, last, joined = _first_and_last(h, agg, coin_id, "observed_at", "first_at", "last_at")
     query = (sa.select(agg.c.bucket, first.c.price.label("open"), agg.c.high, agg.c.low,
-                       last.c.price.label("close"), last.c.volume_24h.label("volume"), agg.c.n)
-             .select_from(agg)
-             .join(first, sa.and_(first.c.currency_id == coin_id, first.c.observed_at == agg.c.first_at))
-             .join(last, sa.and_(last.c.currency_id == coin_id, last.c.observed_at == agg.c.last_at))
-             .order_by(agg.c.bucket))
-    if limit is not None:
-        query = query.limit(limit)
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    return [Candle(time=datetime.fromtimestamp(int(b) * step, tz=UTC),
-                   open=float(o), high=float(hi), low=float(lo), close=float(c),
-                   volume=None if v is None else float(v), n=int(n))
-            for b, o, hi, lo, c, v, n in rows]
+                       last.c.price.label("close"), last.c.volume_24h.label("volume"), agg.c.n,
+                       agg.c.confidence_min, agg.c.first_at, agg.c.last_at)
+             .select_from(joined).order_by(agg.c.bucket))
+    return [Candle(time=datetime.fromtimestamp(int(b) * step, tz=UTC), open=float(o), high=float(hi),
+                   low=float(lo), close=float(c), volume=_float(v), n=int(n), confidence_min=_float(conf),
+                   open_at=utc(first_at), close_at=utc(last_at))
+            for b, o, hi, lo, c, v, n, conf, first_at, last_at in _all(engine, query, limit)]
 
 
-def source_lines(engine: sa.Engine, coin_id: str, start: datetime, end: datetime,
-                 limit: int) -> dict[str, list[tuple[datetime, float, bool]]]:
-    """Each source's own price in [start, end]: source -> [(observed_at, price, used), ...] oldest first."""
+def tier_candles(engine: sa.Engine, coin_id: str, start: datetime, end: datetime, tier: Tier,
+                 step: int, limit: int | None = None) -> list[Candle]:
+    """The stored candles of ``tier`` overlapping [start, end], oldest first; with ``step`` a multiple of the
+    tier's bucket, merged in SQL into ``step``-second candles: open/close of the first/last candle by time,
+    high/low = max/min, n and n_backfill summed, the lowest confidence, and the volume, sources and per-source
+    closes of the last candle."""
+    if step % tier.seconds:
+        raise ValueError(f"a {step}s step is not a multiple of the {tier.name} tier")
+    start, end = utc(start), utc(end)
+    t = tier.table
+    where = (t.c.currency_id == coin_id, t.c.bucket > start - timedelta(seconds=tier.seconds), t.c.bucket <= end)
+    if step == tier.seconds:
+        query = (sa.select(t.c.bucket, t.c.open, t.c.high, t.c.low, t.c.close, t.c.volume_24h, t.c.n,
+                           t.c.n_backfill, t.c.confidence_min, t.c.open_at, t.c.close_at, t.c.sources,
+                           t.c.source_close)
+                 .where(*where).order_by(t.c.bucket))
+    else:
+        key = (_epoch_seconds(engine, t.c.bucket) // step).label("k")
+        agg = (sa.select(key, sa.func.min(t.c.bucket).label("first_bucket"),
+                         sa.func.max(t.c.bucket).label("last_bucket"), sa.func.max(t.c.high).label("high"),
+                         sa.func.min(t.c.low).label("low"), sa.func.sum(t.c.n).label("n"),
+                         sa.func.sum(t.c.n_backfill).label("n_backfill"),
+                         sa.func.min(t.c.confidence_min).label("confidence_min"),
+                         sa.func.min(t.c.open_at).label("open_at"), sa.func.max(t.c.close_at).label("close_at"))
+               .where(*where).group_by(key).subquery("agg"))
+        first, last, joined = _first_and_last(t, agg, coin_id, "bucket", "first_bucket", "last_bucket")
+        query = (sa.select((agg.c.k * step).label("bucket"), first.c.open, agg.c.high, agg.c.low, last.c.close,
+                           last.c.volume_24h, agg.c.n, agg.c.n_backfill, agg.c.confidence_min, agg.c.open_at,
+                           agg.c.close_at, last.c.sources, last.c.source_close)
+                 .select_from(joined).order_by(agg.c.k))
+    out = []
+    for b, o, hi, lo, c, v, n, backfill, conf, open_at, close_at, used, closes in _all(engine, query, limit):
+        time = datetime.fromtimestamp(int(b), tz=UTC) if isinstance(b, int | float) else utc(b)
+        out.append(Candle(time=time, open=float(o), high=float(hi), low=float(lo), close=float(c), volume=_float(v),
+                          n=int(n), n_backfill=int(backfill or 0), confidence_min=_float(conf),
+                          open_at=utc(open_at), close_at=utc(close_at), sources=used or "",
+                          source_close=closes if isinstance(closes, dict) else None))
+    return out
+
+
+def source_lines(engine: sa.Engine, coin_id: str, start: datetime, end: datetime, limit: int,
+                 step: int | None = None) -> dict[str, list[tuple[datetime, float, bool]]]:
+    """Each source's own price in [start, end]: source -> [(observed_at, price, used), ...] oldest first.
+
+    With ``step``: downsampled in SQL to each source's last quote per ``step``-second bucket.
+    """
     start, end = utc(start), utc(end)
     q = source_quotes.c
-    query = (sa.select(q.source, q.observed_at, q.price, q.used)
-             .where(q.currency_id == coin_id, q.observed_at >= start, q.observed_at <= end)
-             .order_by(q.source, q.observed_at).limit(limit))
+    in_range = (q.currency_id == coin_id, q.observed_at >= start, q.observed_at <= end)
+    if step is None:
+        query = (sa.select(q.source, q.observed_at, q.price, q.used)
+                 .where(*in_range).order_by(q.source, q.observed_at).limit(limit))
+    else:
+        bucket = _epoch_seconds(engine, q.observed_at) // step
+        last = (sa.select(q.source.label("source"), sa.func.max(q.observed_at).label("at"))
+                .where(*in_range).group_by(q.source, bucket).subquery("last"))
+        query = (sa.select(q.source, q.observed_at, q.price, q.used)
+                 .join(last, sa.and_(q.currency_id == coin_id, q.source == last.c.source, q.observed_at == last.c.at))
+                 .order_by(q.source, q.observed_at).limit(limit))
     lines: dict[str, list[tuple[datetime, float, bool]]] = {}
     with engine.connect() as conn:
         for source, at, price, used in conn.execute(query):
@@ -214,6 +290,55 @@ def source_lines(engine: sa.Engine, coin_id: str, start: datetime, end: datetime
             assert stamp is not None
             lines.setdefault(str(source), []).append((stamp, float(price), bool(used)))
     return lines
+
+
+def count_history(engine: sa.Engine, coin_id: str, start: datetime, end: datetime, limit: int) -> int:
+    """Raw history rows of the coin in [start, end], counted up to ``limit`` (an index range, never more)."""
+    h = currency_data_history.c
+    rows = (sa.select(h.observed_at)
+            .where(h.currency_id == coin_id, h.observed_at >= utc(start), h.observed_at <= utc(end))
+            .limit(limit).subquery())
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(rows)).scalar_one())
+
+
+# --- what each tier holds ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """Where a coin's data starts: in any tier, in the raw rows, in the 5-minute candles."""
+
+    first: datetime | None  # its first observation (the open of its first 1-day candle)
+    raw_from: datetime | None  # its oldest raw history row
+    five_from: datetime | None  # its oldest 5-minute candle
+
+
+def coverage(engine: sa.Engine, coin_id: str) -> Coverage:
+    """Three primary-key lookups."""
+    h, five, day = currency_data_history.c, candles_5m.c, candles_1d.c
+    with engine.connect() as conn:
+        raw_from = conn.execute(sa.select(sa.func.min(h.observed_at)).where(h.currency_id == coin_id)).scalar()
+        five_from = conn.execute(sa.select(sa.func.min(five.bucket)).where(five.currency_id == coin_id)).scalar()
+        first = conn.execute(sa.select(day.open_at).where(day.currency_id == coin_id)
+                             .order_by(day.bucket).limit(1)).scalar()
+    earliest = [utc(t) for t in (first, raw_from) if t is not None]
+    return Coverage(min(earliest) if earliest else None, utc(raw_from), utc(five_from))
+
+
+def has_data_before(engine: sa.Engine, coin_id: str, start: datetime, end: datetime, since: datetime | None, *,
+                    or_backfilled: bool = False) -> bool:
+    """Whether an hourly candle of the coin holds data in [start, end] older than ``since`` (None: any data),
+    or (``or_backfilled``) backfilled points there: what a finer tier that starts at ``since`` lacks."""
+    c = candles_1h.c
+    start, end = utc(start), utc(end)
+    query = sa.select(c.bucket).where(c.currency_id == coin_id, c.bucket > start - timedelta(hours=1),
+                                      c.bucket <= end, c.close_at >= start, c.open_at <= end)
+    if since is not None:
+        older = c.open_at < utc(since)
+        query = query.where(sa.or_(older, c.n_backfill > 0) if or_backfilled else sa.and_(older, c.bucket < since))
+    with engine.connect() as conn:
+        return conn.execute(query.limit(1)).first() is not None
 
 
 # --- database state ------------------------------------------------------------------------------------

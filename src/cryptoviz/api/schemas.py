@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -70,21 +71,83 @@ class CandleOut(BaseModel):
     low: float
     close: float = Field(description="Last price of the bucket.")
     volume: float | None = Field(description="Last 24h volume of the bucket.")
-    n: int = Field(description="Observations in the bucket.")
+    n: int = Field(description="Observations (history rows) in the bucket.")
+    n_backfill: int = Field(0, description="Backfilled points in the bucket (0: live data only).")
+    backfilled: bool = Field(False, description="The bucket holds backfilled points (n_backfill > 0).")
+    confidence_min: float | None = Field(None, description="Lowest confidence of the bucket's observations.")
+    open_at: datetime | None = Field(None, description="Time of the bucket's first observation.")
+    close_at: datetime | None = Field(None, description="Time of the bucket's last observation.")
+
+
+TierName = Literal["raw", "5m", "1h", "1d"]
+
+
+class GapOut(BaseModel):
+    """A stretch without data: from the last observation before it to the first one after."""
+
+    start: datetime
+    end: datetime
+
+
+class CoinGapOut(BaseModel):
+    coin: str
+    start: datetime = Field(description="The coin's last observation before the gap.")
+    end: datetime = Field(description="Its first observation after the gap.")
+    seconds: float = Field(description="Length of the gap.")
+
+
+class GapsOut(BaseModel):
+    start: datetime
+    end: datetime
+    min_length: float = Field(description="Seconds: shorter silences are no gap (default: twice the history "
+                                          "heartbeat, the longest a quiet coin goes without a row).")
+    gaps: list[CoinGapOut] = Field(description="The longest gaps ending in the range, longest first.")
 
 
 class HistoryOut(BaseModel):
     coin: str
     start: datetime
     end: datetime
-    interval: int | None = Field(description="Candle size in seconds; null for raw points.")
+    interval: int | None = Field(description="Candle size in seconds actually used; null for raw points.")
     columns: list[str] = Field(description="Meaning of each value of a point.")
     points: list[tuple[datetime, float, float | None, float | None, float]] | None = Field(
         description="Raw consensus points [observed_at, price, market_cap, volume_24h, confidence] "
-                    "(without interval).")
-    candles: list[CandleOut] | None = Field(description="OHLC candles (with interval).")
+                    "(tier raw without interval).")
+    candles: list[CandleOut] | None = Field(description="OHLC candles (with an interval, or an automatic one).")
     sources: dict[str, list[tuple[datetime, float, bool]]] | None = Field(
-        description="With sources=true: each source's own line, [observed_at, price, used].")
+        description="With sources=true: each source's own line, [time, price, used]: raw source quotes "
+                    "(downsampled to the step) from the raw tier, else each candle's per-source close at the "
+                    "time of its last observation.")
+    tier: TierName = Field(
+        description="What the answer was read from: raw history rows, or the 5-minute, 1-hour or 1-day candles.")
+    requested_interval: int | None = Field(description="The interval asked for, in seconds (null: none).")
+    note: str | None = Field(None, description="Why the step or tier differs from what was asked, if it does.")
+    gap_after: float = Field(description="Seconds between two consecutive points or candles beyond which data "
+                                         "is missing (a gap).")
+    gaps: list[GapOut] = Field(description="Stretches of the range without data between two points or candles.")
+
+
+class FeedOut(BaseModel):
+    """A push source's connection (exchange websocket feeds)."""
+
+    connected: bool
+    since: datetime | None = Field(default=None, description="When the current connection opened.")
+    last_message_at: datetime | None = Field(default=None, description="Last frame, heartbeats included.")
+    reconnects: int = Field(default=0, description="Connections opened again since start.")
+    stalls: int = Field(default=0, description="Connections given up for silence since start.")
+    gaps: int = Field(default=0, description="Sequence gaps seen since start.")
+    dropped: int = Field(default=0, description="Frames dropped because they were not taken in time.")
+    disabled: str | None = Field(default=None, description="Why the feed is switched off, if it is.")
+    last_error: str | None = None
+
+
+class PairsOut(BaseModel):
+    """An exchange's pairs at the last cycle: mapped to a coin, or not (never guessed)."""
+
+    mapped: int
+    unmapped: int
+    reasons: dict[str, int] = Field(description="unknown_symbol, ambiguous_symbol, other_quote, ...")
+    unmapped_pairs: list[str] = Field(description="Up to 50 of the pairs left out.")
 
 
 class SourceHealthOut(BaseModel):
@@ -102,6 +165,14 @@ class SourceHealthOut(BaseModel):
     used: int = Field(description="Coins whose consensus used this source in the last cycle.")
     seconds: float
     reasons: dict[str, int] = Field(description="Rejections per reason code in the last cycle.")
+    strategy: str | None = Field(default=None, description="Scraped pages: the extraction strategy that read the "
+                                 "last fetch (e.g. next-data:cryptoCurrencyList, table).")
+    fell_back: bool = Field(default=False, description="An earlier extraction strategy found nothing first: the "
+                            "site is drifting from the layout CryptoViz knows best.")
+    layout: str | None = Field(default=None, description="A layout-drift alarm of the newest cycle (no coins found, "
+                               "or far fewer than the last fetch); the page is kept under data/failed-pages/.")
+    feed: FeedOut | None = Field(default=None, description="Push sources: the connection's state.")
+    pairs: PairsOut | None = Field(default=None, description="Exchanges: pairs mapped to coins, and not.")
 
 
 class RunOut(BaseModel):

@@ -91,6 +91,11 @@ class ServerHandle:
         return _url(self.host, self.port)
 
     @property
+    def app(self) -> Any:
+        """The application served (its ``state`` holds the live hub)."""
+        return self._app
+
+    @property
     def running(self) -> bool:
         return self._thread.is_alive()
 

@@ -1,6 +1,9 @@
-"""Server-Sent Events for the dashboard: poll the database, push a snapshot when something new was stored.
+"""Server-Sent Events: the frame format, and the per-client stream.
 
-Polling the database (not an in-process hook) means the stream works whatever process writes: the
+The API serves ``/api/stream`` from one shared producer (:mod:`cryptoviz.api.live`). The per-client
+stream here polls the database for each connection and encodes its own snapshots; it stays available
+(``app.state.stream_mode = "per-client"``) to compare the two under load (``benchmarks/sse_clients.py``).
+Polling the database (not only an in-process hook) means either works whatever process writes: the
 embedded job, a Kafka consumer elsewhere, or a replay.
 """
 
@@ -15,7 +18,8 @@ import anyio
 import anyio.to_thread
 import sqlalchemy as sa
 
-from cryptoviz.api.queries import latest_observed_at
+from cryptoviz.api import queries
+from cryptoviz.api.schemas import CoinRow, StreamSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +27,7 @@ RETRY_MS = 3000  # how long a browser waits before reconnecting
 _TICK = 0.2  # the longest a stream takes to notice the server is stopping
 
 SnapshotEncoder = Callable[[datetime | None], str]
+SNAPSHOT_ROWS = 100  # the top coins by market cap
 
 
 def format_event(event: str, data: str, *, event_id: str | None = None) -> bytes:
@@ -59,7 +64,7 @@ async def snapshot_events(engine: sa.Engine, encode: SnapshotEncoder, *, poll_in
     failing = False
     while not stop.is_set():
         try:
-            observed = await anyio.to_thread.run_sync(latest_observed_at, engine)
+            observed = await anyio.to_thread.run_sync(queries.latest_observed_at, engine)
             if observed != last:
                 data = await anyio.to_thread.run_sync(encode, observed)
                 last = observed
@@ -73,3 +78,16 @@ async def snapshot_events(engine: sa.Engine, encode: SnapshotEncoder, *, poll_in
             failing = True
             yield format_event("error", '{"error": "database unavailable"}')
         await _pause(poll_interval, stop)
+
+
+def encode_snapshot(engine: sa.Engine, observed_at: datetime | None) -> str:
+    """The top coins by market cap as one JSON snapshot (observed_at, total, coins)."""
+    total, rows = queries.list_coins(engine, sort="market_cap", order="desc", limit=SNAPSHOT_ROWS)
+    return StreamSnapshot(observed_at=observed_at, total=total,
+                          coins=[CoinRow.model_validate(r) for r in rows]).model_dump_json()
+
+
+def per_client_events(engine: sa.Engine, *, poll_interval: float, stop: threading.Event) -> AsyncIterator[bytes]:
+    """One connection's own polling stream: ``snapshot_events`` over :func:`encode_snapshot`."""
+    return snapshot_events(engine, lambda observed: encode_snapshot(engine, observed), poll_interval=poll_interval,
+                           stop=stop)

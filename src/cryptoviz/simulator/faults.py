@@ -15,7 +15,23 @@ A fault spec is a comma-separated list of ``name[@source][=probability]``:
                     (``ethereum``) at 10x its price from that source's third cycle on; a cycle is a
                     successful request for the first page. Its probability is ignored: it is a schedule.
 
-``none`` disables everything, ``all`` enables all seven, ``demo`` is :meth:`Faults.demo_default`.
+The exchanges' websocket feeds (``binance``, ``coinbase``, ``kraken``; see :mod:`cryptoviz.simulator.feeds`)
+have faults of their own, named one by one (``all`` leaves them out):
+
+* ``disconnect``    the server drops the connection without a close frame, ``feed_fault_after`` seconds
+                    after it opened;
+* ``stall``         from then on the server sends nothing, but keeps the connection open;
+* ``server-close``  the server closes the connection then, as at an exchange's age limit (Binance first
+                    announces it with ``serverShutdown``);
+* ``sequence-gap``  Coinbase skips ``sequence_skip`` sequence numbers (each tick with the probability);
+* ``flood``         a slow consumer's view: ``flood_factor`` copies of each tick's frames;
+
+and, on a feed, ``malformed`` adds a frame with a few broken items to a tick, and ``garbage`` a frame that
+is not JSON (cut short or binary junk). A connection fault is drawn once per connection, a frame fault
+each tick.
+
+``none`` disables everything, ``all`` enables all seven request faults, ``demo`` is
+:meth:`Faults.demo_default`.
 Without ``@source`` a fault applies to every source; a rule naming a source wins over a general one.
 Unless ``consecutive_errors`` is set, a source never answers two requests in a row with an error
 (``rate-limit``, ``server-error``, ``garbage`` or ``bad-key``), so one retry always succeeds; with it, a
@@ -35,15 +51,20 @@ from typing import Any, Literal
 from cryptoviz.config import known_sources
 
 FAULT_NAMES = ("rate-limit", "server-error", "slow", "malformed", "outlier", "garbage", "bad-key")
+# The websocket feeds' own faults (malformed and garbage apply to them too).
+FEED_FAULT_NAMES = ("disconnect", "stall", "server-close", "sequence-gap", "flood")
+CONNECTION_FAULTS = ("disconnect", "stall", "server-close")
+KNOWN_FAULTS = FAULT_NAMES + FEED_FAULT_NAMES
 ERROR_FAULTS = ("rate-limit", "server-error", "garbage", "bad-key")
 # Faults added later are drawn after everything else, so that a seed keeps making the decisions it made
 # before they existed.
 _LATE_FAULTS = ("garbage", "bad-key")
 DEFAULT_PROBABILITY: dict[str, float] = {
     "rate-limit": 0.2, "server-error": 0.2, "slow": 0.2, "malformed": 1.0, "outlier": 1.0, "garbage": 0.2,
-    "bad-key": 0.2,
+    "bad-key": 0.2, "disconnect": 1.0, "stall": 1.0, "server-close": 1.0, "sequence-gap": 0.2, "flood": 1.0,
 }
 DEMO_ERROR_PROBABILITY = 0.08
+DEMO_FEED_MALFORMED = 0.05  # a feed tick (a second): one broken frame in twenty
 
 ItemStyle = Literal["coingecko", "coinmarketcap", "coinpaprika", "html"]
 MALFORMED_KINDS = ("price-string", "missing-id", "not-an-object")
@@ -58,8 +79,8 @@ class FaultRule:
     source: str | None = None
 
     def __post_init__(self) -> None:
-        if self.name not in FAULT_NAMES:
-            raise ValueError(f"unknown fault {self.name!r}; known: {', '.join(FAULT_NAMES)}, none, all, demo")
+        if self.name not in KNOWN_FAULTS:
+            raise ValueError(f"unknown fault {self.name!r}; known: {', '.join(KNOWN_FAULTS)}, none, all, demo")
         if not 0.0 <= self.probability <= 1.0:
             raise ValueError(f"probability of {self.name!r} must be within [0, 1], got {self.probability}")
         if self.source is not None and self.source not in known_sources():
@@ -83,6 +104,10 @@ class Faults:
     outlier_factor: float = 10.0
     outlier_from_cycle: int = 3
     consecutive_errors: bool = False
+    # the websocket feeds: when a connection fault hits, what a flood multiplies, how many numbers a gap skips
+    feed_fault_after: float = 3.0
+    flood_factor: int = 50
+    sequence_skip: int = 3
 
     # --- construction --------------------------------------------------------------------------
 
@@ -96,12 +121,14 @@ class Faults:
 
     @classmethod
     def demo_default(cls) -> Faults:
-        """What ``cryptoviz demo`` runs with: broken items, an outlier, and rare one-off errors."""
+        """What ``cryptoviz demo`` runs with: broken items, an outlier, and rare one-off errors; on the
+        exchanges' feeds, which tick every second, a broken frame now and then."""
         return cls(rules=(
             FaultRule("malformed", 1.0),
             FaultRule("outlier", 1.0),
             FaultRule("rate-limit", DEMO_ERROR_PROBABILITY),
             FaultRule("server-error", DEMO_ERROR_PROBABILITY),
+            *(FaultRule("malformed", DEMO_FEED_MALFORMED, exchange) for exchange in ("binance", "coinbase", "kraken")),
         ))
 
     @classmethod
@@ -156,7 +183,7 @@ class Faults:
     @property
     def names(self) -> tuple[str, ...]:
         """The enabled fault names, in canonical order."""
-        return tuple(n for n in FAULT_NAMES if any(r.name == n and r.probability > 0 for r in self.rules))
+        return tuple(n for n in KNOWN_FAULTS if any(r.name == n and r.probability > 0 for r in self.rules))
 
     @property
     def outlier_enabled(self) -> bool:
@@ -213,12 +240,15 @@ class FaultInjector:
         self._lock = threading.Lock()
         self._sources: dict[str, _SourceState] = {}
 
-    def decide(self, source: str, first_page: bool) -> Decision:
+    def decide(self, source: str, first_page: bool, *, stream: str | None = None) -> Decision:
+        """The faults of the next request to ``source``. ``stream`` counts the requests of another route of
+        the same source apart (its history routes): ``source``'s rules apply, its schedule stays its own."""
         faults = self.faults
         with self._lock:
-            state = self._sources.setdefault(source, _SourceState())
+            key = stream or source
+            state = self._sources.setdefault(key, _SourceState())
             state.requests += 1
-            rng = random.Random(f"{self.seed}/faults/{source}/{state.requests}")
+            rng = random.Random(f"{self.seed}/faults/{key}/{state.requests}")
             draws = {name: rng.random() for name in FAULT_NAMES if name not in _LATE_FAULTS}
             malformed_seed = rng.getrandbits(32)
             draws.update((name, rng.random()) for name in _LATE_FAULTS)
@@ -276,6 +306,19 @@ def corrupt_items(items: list[Any], style: ItemStyle, count: int, seed: int) -> 
             continue
         broken[index] = _break(original, kinds[n % len(kinds)], style)
     return broken
+
+
+def corrupt_chart(chart: dict[str, Any], count: int, seed: int) -> dict[str, Any]:
+    """A copy of a ``market_chart`` body with ``count`` price points broken, kinds in turn: a price
+    ``"n/a"``, a pair without its price, a point that is a bare string."""
+    prices = list(chart.get("prices") or [])
+    if not prices or count <= 0:
+        return dict(chart)
+    rng = random.Random(seed)
+    for n, index in enumerate(sorted(rng.sample(range(len(prices)), min(count, len(prices))))):
+        stamp = prices[index][0]
+        prices[index] = [[stamp, "n/a"], [stamp], f"{stamp}"][n % 3]
+    return {**chart, "prices": prices}
 
 
 def _break(item: Mapping[str, Any], kind: str, style: ItemStyle) -> Any:

@@ -11,10 +11,14 @@ market-cap change always agree with each other.
 Every source sees the market through a little noise (+-0.1 % on prices, a few % on volumes), different per
 source and per step, so the reconciliation downstream has real (small) disagreements to settle.
 Fiat conversion uses fixed simulated rates; BTC conversion uses the simulated bitcoin price.
+
+The history routes serve a past consistent with all this (:mod:`cryptoviz.simulator.history`): it ends at
+the start price, passes through the reference prices, and after the start follows the walk as it went.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from collections.abc import Mapping, Sequence
@@ -23,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptoviz.simulator.coins import COINS, CoinSpec
+from cryptoviz.simulator.history import CoinPast, Samples, grid, volume_at
 
 PERIODS = ("1h", "24h", "7d", "14d", "30d", "60d", "90d", "200d", "1y")
 # Typical size (std-dev of the log return) of the change over each period, used to synthesize references.
@@ -43,6 +48,9 @@ SUPPORTED_CURRENCIES = ("usd", "eur", "gbp", "jpy", "btc")
 PRICE_NOISE = 0.001  # each source's price is within +-0.1 % of the simulated one
 VOLUME_NOISE = 0.05
 MAX_CATCH_UP_STEPS = 3600  # a long idle period is not replayed step by step beyond this
+# market_chart's ``interval`` values in seconds; without one, the automatic granularity: 5-minutely up to 1 day,
+# hourly up to 90 days, then daily.
+CHART_INTERVALS = {"5m": 300, "hourly": 3600, "daily": 86_400}
 
 _COINGECKO_IMAGE = "https://coin-images.coingecko.com/coins/images/{n}/large/{id}.png?1696501400"
 _TAGS = {
@@ -129,6 +137,19 @@ class CoinView:
 
 
 @dataclass(frozen=True, slots=True)
+class TickerRow:
+    """One coin's noise-free figures in USD, for the exchanges' feeds: the price now and 24 h ago, the 24 h
+    range and the 24 h volume (all markets together)."""
+
+    spec: CoinSpec
+    price: float
+    price_24h_ago: float
+    high_24h: float
+    low_24h: float
+    volume_24h: float
+
+
+@dataclass(frozen=True, slots=True)
 class _Rate:
     """Units of a currency per USD, now and at each reference time."""
 
@@ -158,6 +179,10 @@ class Market:
         init = random.Random(f"{seed}/init")
         self._states = [self._initial_state(spec, init) for spec in specs]
         self._by_id = {state.spec.cg_id: state for state in self._states}
+        self._index = {state.spec.cg_id: i for i, state in enumerate(self._states)}
+        # the past (history routes): a bridge up to the start, then what the market records as it moves
+        self._samples = Samples(self.started_at.timestamp(), [state.price for state in self._states])
+        self._pasts: dict[str, CoinPast] = {}
 
     # --- evolution -----------------------------------------------------------------------------
 
@@ -216,6 +241,7 @@ class Market:
         taken = min(pending, MAX_CATCH_UP_STEPS)
         self.advance(taken)
         self._clock_ticks = due
+        self._samples.record(now.timestamp(), [state.price for state in self._states])
         return taken
 
     # --- inspection ----------------------------------------------------------------------------
@@ -230,6 +256,84 @@ class Market:
 
     def prices(self) -> dict[str, float]:
         return {state.spec.cg_id: state.price for state in self._states}
+
+    def tickers(self) -> list[TickerRow]:
+        """Every coin's figures now, in the coins' order (cheap: no noise, no ranking)."""
+        return [TickerRow(s.spec, s.price, s.references["24h"], s.high_24h, s.low_24h, math.exp(s.log_volume))
+                for s in self._states]
+
+    def coin(self, cg_id: str) -> CoinSpec | None:
+        state = self._by_id.get(cg_id)
+        return None if state is None else state.spec
+
+    # --- the past ------------------------------------------------------------------------------
+
+    def past_prices(self, cg_id: str, times: Sequence[float], step: int = 300) -> list[float]:
+        """USD prices of a coin at ``times`` (unix seconds, sorted, none in the future): before the start
+        the bridged past (``step``: the grid the times are on), after it the recorded walk."""
+        state = self._by_id[cg_id]
+        start = self.started_at.timestamp()
+        past = self._pasts.get(cg_id)
+        if past is None:
+            past = CoinPast(self.seed, cg_id, start, state.spec.price, state.references, stable=state.spec.stable)
+            self._pasts[cg_id] = past
+        before = bisect.bisect_right(times, start)
+        index = self._index[cg_id]
+        return ([math.exp(v) for v in past.log_prices(times[:before], step)]
+                + [self._samples.price(index, t) for t in times[before:]])
+
+    def _series(self, cg_id: str, times: list[float], step: int, currency: str, now: float) -> list[float]:
+        """Prices at ``times`` (sorted) in ``currency``; a time at or after ``now`` has the current price."""
+        def usd(coin: str) -> list[float]:
+            past = times[:bisect.bisect_left(times, now)]
+            return [*self.past_prices(coin, past, step), *[self._by_id[coin].price] * (len(times) - len(past))]
+
+        currency = currency.lower()
+        if currency in FIAT_PER_USD:
+            return [p * FIAT_PER_USD[currency] for p in usd(cg_id)]
+        if currency == "btc" and "bitcoin" in self._by_id:
+            return [p / b for p, b in zip(usd(cg_id), usd("bitcoin"), strict=True)]
+        raise ValueError(f"unsupported currency {currency!r}; supported: {', '.join(SUPPORTED_CURRENCIES)}")
+
+    def coingecko_market_chart(self, cg_id: str, vs_currency: str = "usd", days: float = 1, *,
+                               now: datetime | None = None, interval: str | None = None) -> dict[str, Any]:
+        """A coin's ``GET /coins/{id}/market_chart`` body: points on the automatic granularity's grid (or
+        ``interval``'s, ``daily``/``hourly``) over the past ``days``, then the current price."""
+        end = (now or datetime.now(UTC)).timestamp()
+        step = CHART_INTERVALS.get(interval or "") or (300 if days <= 1 else 3600 if days <= 90 else 86_400)
+        times = [t for t in grid(end - days * 86_400, end, step) if t < end] + [end]
+        prices = self._series(cg_id, times, step, vs_currency, end)
+        state = self._by_id[cg_id]
+        rate = prices[-1] / state.price if state.price else 1.0
+        stamps = [round(t * 1000) for t in times]
+        return {
+            "prices": [[ms, p] for ms, p in zip(stamps, prices, strict=True)],
+            "market_caps": [[ms, p * state.spec.circulating_supply] for ms, p in zip(stamps, prices, strict=True)],
+            "total_volumes": [[ms, volume_at(self.seed, cg_id, state.base_log_volume, t) * rate]
+                              for ms, t in zip(stamps, times, strict=True)],
+        }
+
+    def coinmarketcap_quotes_historical(self, cmc_id: int, start: datetime, end: datetime, interval: int, *,
+                                        convert: str = "USD", count: int | None = None,
+                                        now: datetime | None = None) -> dict[str, Any] | None:
+        """CoinMarketCap's ``quotes/historical`` coin object for ``cmc_id`` (``None``: unknown id): a quote
+        every ``interval`` seconds from ``start`` to ``end`` (no later than now), at most ``count``."""
+        state = next((s for s in self._states if s.spec.cmc_id == cmc_id), None)
+        if state is None:
+            return None
+        moment = (now or datetime.now(UTC)).timestamp()
+        times = grid(start.timestamp(), min(end.timestamp(), moment), interval)[:count]
+        prices = self._series(state.spec.cg_id, times, interval, convert, moment)
+        spec = state.spec
+        quotes = []
+        for t, price in zip(times, prices, strict=True):
+            stamp = iso_z(datetime.fromtimestamp(t, UTC))
+            quotes.append({"timestamp": stamp, "quote": {convert.upper(): {
+                "price": price, "volume_24h": volume_at(self.seed, spec.cg_id, state.base_log_volume, t),
+                "market_cap": price * spec.circulating_supply, "circulating_supply": spec.circulating_supply,
+                "total_supply": spec.total_supply, "timestamp": stamp}}})
+        return {"id": spec.cmc_id, "name": spec.name, "symbol": spec.symbol.upper(), "is_active": 1, "is_fiat": 0,
+                "quotes": quotes}
 
     # --- views ---------------------------------------------------------------------------------
 

@@ -3,7 +3,12 @@
 Routes:
 
 * ``GET /api/v3/ping`` and ``GET /api/v3/coins/markets`` (CoinGecko API v3);
+* ``GET /api/v3/coins/{id}/market_chart?vs_currency=usd&days=N`` (CoinGecko: a coin's past, with the
+  automatic granularity: 5-minutely up to 1 day, hourly up to 90, daily beyond; at most 365 days, as the
+  keyless and demo API; see ``cryptoviz.simulator.history``);
 * ``GET /v1/cryptocurrency/listings/latest`` (CoinMarketCap Pro API; needs ``X-CMC_PRO_API_KEY``);
+* ``GET /v2/cryptocurrency/quotes/historical?id=N&time_start=&time_end=&interval=`` (CoinMarketCap: refused
+  with error 1006 as on the free Basic plan, unless the simulator is started with ``cmc_historical=True``);
 * ``GET /coinpaprika/v1/tickers?quotes=USD,BTC`` (CoinPaprika API; keyless like the free plan, which
   leaves ``circulating_supply`` out; with an ``Authorization`` key, as a paid plan, it is in);
 * ``GET /coingecko-www/en?page=N``, ``/coingecko-www/fr?page=N``, ``GET /cmc-www/?page=N``,
@@ -11,7 +16,11 @@ Routes:
   module exists (404 otherwise);
 * ``GET /_sim/stats``: requests per route and faults injected per source, for tests.
 
-Each request first moves the market to "now", so consecutive cycles see different prices.
+On a second port, the exchanges' websocket feeds (``ws://127.0.0.1:<feed_port>/binance``, ``/coinbase``,
+``/kraken/v2``; see :mod:`cryptoviz.simulator.feeds`), a tick every ``feed_tick`` seconds.
+
+Each request (and each feed tick) first moves the market to "now", so consecutive cycles see different
+prices.
 """
 
 from __future__ import annotations
@@ -20,20 +29,22 @@ import importlib
 import json
 import logging
 import math
+import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType, TracebackType
 from typing import Any, cast
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from cryptoviz.simulator import faults as _faults
 from cryptoviz.simulator.coins import CoinSpec, coins
 from cryptoviz.simulator.faults import Decision, FaultInjector, Faults, ItemStyle
+from cryptoviz.simulator.feeds import FeedServer
 from cryptoviz.simulator.market import COINGECKO_PERIODS, SUPPORTED_CURRENCIES, Market
 
 logger = logging.getLogger(__name__)
@@ -49,6 +60,18 @@ COINGECKO_RATE_LIMIT_MESSAGE = (
 COINMARKETCAP_RATE_LIMIT_MESSAGE = (
     "You've exceeded your API Key's HTTP request rate limit. Rate limits reset every minute."
 )
+# The keyless and demo API's answer to a market_chart reaching more than a year back (HTTP 401).
+COINGECKO_RANGE_MESSAGE = (
+    "Your request exceeds the allowed time range. Public API users are limited to querying historical data "
+    "within the past 365 days. Upgrade to a paid plan to enjoy full historical data access: "
+    "https://www.coingecko.com/en/api/pricing. "
+)
+COINGECKO_MAX_DAYS = 365
+MARKET_CHART_ROUTE = "/api/v3/coins/{id}/market_chart"
+_MARKET_CHART = re.compile(r"^/api/v3/coins/([^/]+)/market_chart$")
+CMC_HISTORICAL = "/v2/cryptocurrency/quotes/historical"
+CMC_PLAN_MESSAGE = "Your API Key subscription plan doesn't support this endpoint."
+_CMC_INTERVALS = {"5m": 300, "1h": 3600, "hourly": 3600, "1d": 86_400, "24h": 86_400, "daily": 86_400}
 COINPAPRIKA_PREFIX = "/coinpaprika/v1"
 COINPAPRIKA_MAX_QUOTES = 3
 # The error faults as CoinPaprika answers them: (HTTP status, the "error" message; {key}: the key sent).
@@ -177,13 +200,17 @@ class _Handler(BaseHTTPRequestHandler):
 class Simulator:
     """A market simulator on ``host`` (running after :meth:`start`); also a context manager.
 
-    ``faults=None`` is :meth:`Faults.demo_default`; pass ``"none"`` for a fault-free market.
+    ``faults=None`` is :meth:`Faults.demo_default`; pass ``"none"`` for a fault-free market. ``feed_tick``:
+    seconds between two updates of the websocket feeds (on ``feed_port``; 0: any free port).
     """
 
     def __init__(self, port: int = 0, faults: Faults | str | None = None, seed: int = 0,
                  n_coins: int = 200, step_seconds: float = 1.0, host: str = "127.0.0.1",
-                 extra_coins: Sequence[CoinSpec] = ()) -> None:
+                 extra_coins: Sequence[CoinSpec] = (), cmc_historical: bool = False, *,
+                 feed_tick: float = 1.0, feed_port: int = 0) -> None:
         self.host = host
+        # whether the simulated CoinMarketCap key's plan includes historical quotes (the free plan does not)
+        self.cmc_historical = cmc_historical
         self.port = port
         self.seed = seed
         # None means the demo set (what ``cryptoviz simulate``/``demo`` run); "none" means no fault at all
@@ -198,6 +225,8 @@ class Simulator:
         self._routes: Counter[str] = Counter()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self.feeds = FeedServer(lambda: self.market, self._market_lock, self.faults, seed, host=host, port=feed_port,
+                                tick_seconds=feed_tick)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -213,7 +242,9 @@ class Simulator:
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name=f"cryptoviz-simulator-{self.port}", daemon=True)
         self._thread.start()
-        logger.debug("simulator listening on %s (faults: %s)", self.url, self.faults.describe())
+        self.feeds.start()
+        logger.debug("simulator listening on %s, feeds on %s (faults: %s)", self.url, self.feeds.url,
+                     self.faults.describe())
         return self
 
     def stop(self) -> None:
@@ -221,6 +252,7 @@ class Simulator:
         self._server = self._thread = None
         if server is None:
             return
+        self.feeds.stop()
         server.shutdown()
         server.server_close()
         if thread is not None:
@@ -252,6 +284,7 @@ class Simulator:
             "coingecko_html_base_url": f"{self.url}/coingecko-www",
             "coinmarketcap_html_base_url": f"{self.url}/cmc-www",
             "coinpaprika_base_url": f"{self.url}{COINPAPRIKA_PREFIX}",
+            **{f"{exchange}_ws_url": url for exchange, url in self.feeds.urls().items()},
         }
 
     def env_lines(self) -> list[str]:
@@ -270,6 +303,7 @@ class Simulator:
             "tick": tick,
             "requests": routes,
             "sources": self.injector.stats(),
+            "feeds": self.feeds.stats(),
         }
 
     def __repr__(self) -> str:
@@ -295,9 +329,16 @@ class Simulator:
         if path == "/api/v3/coins/markets":
             self._count(path)
             return self._coingecko_markets(query, coingecko_key)
+        chart = _MARKET_CHART.match(path)
+        if chart is not None:
+            self._count(MARKET_CHART_ROUTE)
+            return self._coingecko_market_chart(unquote(chart.group(1)), query, coingecko_key)
         if path == "/v1/cryptocurrency/listings/latest":
             self._count(path)
             return self._coinmarketcap_listings(query, api_key)
+        if path == CMC_HISTORICAL:
+            self._count(path)
+            return self._coinmarketcap_historical(query, api_key)
         if path == f"{COINPAPRIKA_PREFIX}/tickers":
             self._count(path)
             return self._coinpaprika_tickers(query, paprika_key)
@@ -312,12 +353,12 @@ class Simulator:
             return _json(404, {"error": "not found"})
         if path.startswith("/api/"):
             return _json(404, {"error": "Incorrect path. Please check https://docs.coingecko.com/"})
-        if path.startswith("/v1/"):
+        if path.startswith(("/v1/", "/v2/")):
             return _cmc_error(404, now, 404, "Not found")
         return _text(404, f"no such simulator route: {path}\n")
 
-    def _decide(self, source: str, first_page: bool) -> Decision:
-        decision = self.injector.decide(source, first_page)
+    def _decide(self, source: str, first_page: bool, stream: str | None = None) -> Decision:
+        decision = self.injector.decide(source, first_page, stream=stream)
         if decision.delay:
             time.sleep(decision.delay)
         return decision
@@ -353,14 +394,9 @@ class Simulator:
         ids = {i.strip() for i in (_param(query, "ids") or "").split(",") if i.strip()}
 
         decision = self._decide("coingecko", first_page=page == 1)
-        if decision.error == "rate-limit":
-            return _json(429, {"status": {"error_code": 429, "error_message": COINGECKO_RATE_LIMIT_MESSAGE}},
-                         {"Retry-After": "1"})
-        if decision.error == "server-error":
-            return _json(500, {"status": {"error_code": 500, "error_message": "Internal Server Error"}})
-        if decision.error == "bad-key":
-            return _json(401, {"error": {"status": {
-                "error_code": 10002, "error_message": f"Invalid API Key: {api_key or ''}. Please check your key"}}})
+        error = self._coingecko_error(decision, api_key)
+        if error is not None:
+            return error
         with self._market_lock:
             items = self.market.coingecko_markets(
                 vs_currency, order=order, price_change_percentage=periods,
@@ -369,6 +405,52 @@ class Simulator:
             items = [item for item in items if item["id"] in ids]
         start = (page - 1) * per_page
         response = _json(200, self._maybe_corrupt(items[start:start + per_page], decision, "coingecko"))
+        return _garbage(response, decision) if decision.error == "garbage" else response
+
+    def _coingecko_error(self, decision: Decision, api_key: str | None) -> _Response | None:
+        """The answer to an error fault of a CoinGecko API route (``None``: no error this time)."""
+        if decision.error == "rate-limit":
+            return _json(429, {"status": {"error_code": 429, "error_message": COINGECKO_RATE_LIMIT_MESSAGE}},
+                         {"Retry-After": "1"})
+        if decision.error == "server-error":
+            return _json(500, {"status": {"error_code": 500, "error_message": "Internal Server Error"}})
+        if decision.error == "bad-key":
+            return _json(401, {"error": {"status": {
+                "error_code": 10002, "error_message": f"Invalid API Key: {api_key or ''}. Please check your key"}}})
+        return None
+
+    def _coingecko_market_chart(self, coin_id: str, query: Query, api_key: str | None = None) -> _Response:
+        vs_currency = (_param(query, "vs_currency") or "").strip().lower()
+        if not vs_currency:
+            return _json(400, {"error": "Missing parameter vs_currency"})
+        if vs_currency not in SUPPORTED_CURRENCIES:
+            return _json(400, {"error": "invalid vs_currency"})
+        raw_days = (_param(query, "days") or "").strip().lower()
+        if not raw_days:
+            return _json(400, {"error": "Missing parameter days"})
+        try:
+            days = math.inf if raw_days == "max" else float(raw_days)
+        except ValueError:
+            return _json(400, {"error": "invalid days"})
+        if not days > 0:
+            return _json(400, {"error": "invalid days"})
+        interval = (_param(query, "interval") or "").strip().lower() or None
+        if interval not in (None, "daily", "hourly"):
+            return _json(400, {"error": "invalid interval"})
+        if days > COINGECKO_MAX_DAYS:
+            return _json(401, {"error": {"status": {"timestamp": _timestamp(datetime.now(UTC)),
+                                                    "error_code": 10012, "error_message": COINGECKO_RANGE_MESSAGE}}})
+        if self.market.coin(coin_id) is None:
+            return _json(404, {"error": "coin not found"})
+        decision = self._decide("coingecko", first_page=False, stream="coingecko/market_chart")
+        error = self._coingecko_error(decision, api_key)
+        if error is not None:
+            return error
+        with self._market_lock:
+            chart = self.market.coingecko_market_chart(coin_id, vs_currency, days, interval=interval)
+        if decision.malformed_seed is not None:
+            chart = _faults.corrupt_chart(chart, self.faults.malformed_items, decision.malformed_seed)
+        response = _json(200, chart)
         return _garbage(response, decision) if decision.error == "garbage" else response
 
     # --- CoinMarketCap API -----------------------------------------------------------------------
@@ -404,6 +486,43 @@ class Simulator:
         status = _cmc_status(datetime.now(UTC), elapsed=round((time.perf_counter() - began) * 1000),
                              credit_count=credits, total_count=len(items))
         response = _json(200, {"status": status, "data": data})
+        return _garbage(response, decision) if decision.error == "garbage" else response
+
+    def _coinmarketcap_historical(self, query: Query, api_key: str | None) -> _Response:
+        now = datetime.now(UTC)
+        if not (api_key or "").strip():
+            return _cmc_error(401, now, 1002, "API key missing.")
+        if not self.cmc_historical:
+            return _cmc_error(403, now, 1006, CMC_PLAN_MESSAGE)
+        raw_id = (_param(query, "id") or "").strip()
+        if not raw_id.isdigit():
+            return _cmc_error(400, now, 400, f'Invalid value for "id": "{raw_id}"')
+        interval = _CMC_INTERVALS.get((_param(query, "interval") or "5m").strip().lower())
+        count = _int_param(query, "count", 10)
+        convert = (_param(query, "convert") or "USD").strip().upper()
+        try:
+            end = _moment(_param(query, "time_end")) or now
+            start = _moment(_param(query, "time_start")) or end - timedelta(seconds=(interval or 300) * (count or 10))
+        except (ValueError, OverflowError, OSError):
+            return _cmc_error(400, now, 400, '"time_start" and "time_end" must be ISO 8601 or unix times')
+        if interval is None or count is None or not 1 <= count <= 10_000:
+            return _cmc_error(400, now, 400, '"interval" or "count" is invalid')
+        if convert.lower() not in SUPPORTED_CURRENCIES:
+            return _cmc_error(400, now, 400, f'Invalid value for "convert": "{convert}"')
+        decision = self._decide("coinmarketcap", first_page=False, stream="coinmarketcap/quotes_historical")
+        if decision.error == "rate-limit":
+            return _cmc_error(429, now, 1008, COINMARKETCAP_RATE_LIMIT_MESSAGE, {"Retry-After": "1"})
+        if decision.error == "server-error":
+            return _cmc_error(500, now, 500, "An internal server error occurred.")
+        if decision.error == "bad-key":
+            return _cmc_error(401, now, 1001, f"This API Key is invalid: {api_key}")
+        with self._market_lock:
+            item = self.market.coinmarketcap_quotes_historical(int(raw_id), start, end, interval, convert=convert,
+                                                               count=count)
+        if item is None:
+            return _cmc_error(400, now, 400, f'Invalid value for "id": "{raw_id}"')
+        status = _cmc_status(datetime.now(UTC), credit_count=max(1, math.ceil(len(item["quotes"]) / 100)))
+        response = _json(200, {"status": status, "data": {raw_id: item}})
         return _garbage(response, decision) if decision.error == "garbage" else response
 
     # --- CoinPaprika API -------------------------------------------------------------------------
@@ -517,14 +636,28 @@ class Simulator:
         return _garbage(response, decision) if decision.error == "garbage" else response
 
 
+def _moment(value: str | None) -> datetime | None:
+    """An ISO 8601 or unix time parameter; ``None`` when absent. Raises ``ValueError`` when unreadable."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.replace(".", "", 1).isdigit():
+        return datetime.fromtimestamp(float(text), UTC)
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def start_simulator(port: int = 0, faults: Faults | str | None = None, seed: int = 0, n_coins: int = 200,
                     step_seconds: float = 1.0, host: str = "127.0.0.1",
-                    extra_coins: Sequence[CoinSpec] = ()) -> Simulator:
+                    extra_coins: Sequence[CoinSpec] = (), cmc_historical: bool = False, *,
+                    feed_tick: float = 1.0, feed_port: int = 0) -> Simulator:
     """Start a simulator in a background thread and return it (call ``stop()`` when done).
 
     ``faults``: a :class:`Faults`, a spec such as ``"rate-limit,outlier"`` or ``"none"``; ``None`` is
     :meth:`Faults.demo_default`. ``extra_coins``: more coins (see :func:`make_coin`) served after the
-    first ``n_coins``.
+    first ``n_coins``. ``cmc_historical``: the simulated CoinMarketCap key's plan has historical quotes.
+    ``feed_tick``: seconds between two updates of the websocket feeds (on ``feed_port``).
     """
     return Simulator(port=port, faults=faults, seed=seed, n_coins=n_coins, step_seconds=step_seconds,
-                     host=host, extra_coins=extra_coins).start()
+                     host=host, extra_coins=extra_coins, cmc_historical=cmc_historical, feed_tick=feed_tick,
+                     feed_port=feed_port).start()

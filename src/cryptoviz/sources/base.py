@@ -69,6 +69,34 @@ class PushSource(Protocol):
         """Pure: the quotes of one frame."""
         ...
 
+    def status(self) -> FeedStatus:
+        """The connection's state now."""
+        ...
+
+
+@dataclass(slots=True)
+class FeedStatus:
+    """What a push source reports of its connection (``cryptoviz status``, ``/api/sources``, ``/metrics``)."""
+
+    connected: bool = False
+    since: datetime | None = None  # when the current connection opened
+    last_message_at: datetime | None = None  # any frame, heartbeats included
+    reconnects: int = 0  # connections opened again after the first one
+    stalls: int = 0  # connections given up for silence (no frame or heartbeat for the stall timeout)
+    gaps: int = 0  # sequence gaps seen (frames the exchange numbered but never sent)
+    dropped: int = 0  # frames dropped because the collector did not take them in time
+    disabled: str | None = None  # why the feed is switched off (e.g. HTTP 451 for this region), else None
+    last_error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"connected": self.connected, "since": _iso(self.since), "last_message_at": _iso(self.last_message_at),
+                "reconnects": self.reconnects, "stalls": self.stalls, "gaps": self.gaps, "dropped": self.dropped,
+                "disabled": self.disabled, "last_error": self.last_error}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
 
 Source = PullSource | PushSource
 FRAME = "frame"  # RawPage.extension of a pushed frame

@@ -34,8 +34,9 @@ currency sign is not the asked currency (``€`` when ``usd`` was asked) is refu
 
 Rows: no coin link (advertisement, skeleton) -> skipped; a coin link but no numbers (placeholder) ->
 skipped; a cell missing or unreadable -> a ``Rejection`` (reasons ``missing_cell``, ``unparseable``,
-``missing``) and the other rows kept. No table -> ``TerminalSourceError``; a Cloudflare page ->
-``TransientSourceError``; a table without coin rows -> ``TerminalSourceError``, never an empty success.
+``missing``, ``ambiguous``) and the other rows kept. No table -> ``LayoutChangedError``; a Cloudflare page
+-> ``TransientSourceError``; a table without coin rows -> ``TerminalSourceError``, never an empty success.
+Of several tables headed like the coin table, the one with the most coin rows is read.
 """
 
 from __future__ import annotations
@@ -49,18 +50,23 @@ from cryptoviz.sources.html import (
     PAGE_BUDGET,
     HtmlPageSource,
     Site,
+    Strategy,
     TableLayout,
-    find_table,
-    not_the_list,
-    read_table,
+    read_page,
+    table_strategies,
     with_coins,
 )
 from cryptoviz.sources.spec import SourceSpec
 
 SOURCE = "coingecko-html"
+API_HINT = "coingecko"
 
 TABLE = TableLayout(source=SOURCE, selector=sel.COINGECKO_TABLE, coin_href=sel.COINGECKO_COIN_HREF,
                     positions=sel.COINGECKO_POSITIONS, warn_missing=True)
+
+# The page embeds no coin list: its table (the one with the most coin rows), from its printed text or,
+# where its cells keep exact values in attributes, from those.
+STRATEGIES: tuple[Strategy, ...] = table_strategies(TABLE)
 
 
 def page_url(base_url: str, page: int, lang: str = "en") -> str:
@@ -69,25 +75,19 @@ def page_url(base_url: str, page: int, lang: str = "en") -> str:
 
 
 def _parse(body: bytes, collected_at: datetime, currency: str) -> tuple[ParseResult, int]:
-    currency = currency.lower()
-    soup = sel.html_soup(body)
-    if soup is None:
-        raise not_the_list(body, SOURCE, "coin table")
-    table = find_table(soup, TABLE)
-    if table is None:
-        raise not_the_list(body, SOURCE, "coin table")
-    return read_table(soup, table, TABLE, collected_at, currency)
+    return read_page(body, collected_at, currency, source=SOURCE, strategies=STRATEGIES, what="coin table",
+                     api_hint=API_HINT)
 
 
 def parse_page(body: bytes, collected_at: datetime, currency: str) -> ParseResult:
-    """Parse one coingecko.com coin list page (pure).
+    """Parse one coingecko.com coin list page (pure), trying :data:`STRATEGIES` in order.
 
-    Raises ``TransientSourceError`` for a Cloudflare challenge/block page, ``TerminalSourceError`` when
-    the coin table is missing or holds no coin rows (layout changed, or past the last page), or when the
-    page prices are in another currency than ``currency``.
+    Raises ``TransientSourceError`` for a Cloudflare challenge/block page, ``LayoutChangedError`` (naming
+    the strategies tried) when no coin table is found, ``TerminalSourceError`` when the table holds no
+    coin rows (past the last page), or when the page prices are in another currency than ``currency``.
     """
     return with_coins(SOURCE, _parse(body, collected_at, currency),
-                      "coin table has no coin rows - page layout changed, or the page is past the last one?")
+                      "coin table has no coin rows - the page is past the last one, or its layout changed")
 
 
 def coin_row_count(body: bytes, currency: str = "usd") -> int:

@@ -97,7 +97,7 @@ def _seconds_to_next_utc_day(timestamp: Any) -> float | None:
 def envelope_error(status: dict[str, Any], http_status: int | None = None) -> SourceError | None:
     """The error a ``status`` envelope stands for, or ``None`` when ``error_code`` is 0/absent."""
     code = status.get("error_code")
-    if isinstance(code, str) and code.isdigit():
+    if isinstance(code, str) and code.isascii() and code.isdigit() and len(code) <= 9:
         code = int(code)
     if not code or isinstance(code, bool) or not isinstance(code, int):
         return None

@@ -1,8 +1,17 @@
 """What both page scrapers (coingecko.com and coinmarketcap.com coin lists) share: finding the coin table
-and its columns, reading its rows, fetching pages like a browser, and the source class itself.
+and its columns, reading its rows, trying a site's extraction strategies in order, fetching pages like a
+browser, and the source class itself.
 
 A site describes its table with a :class:`TableLayout` (selectors live in
-:mod:`cryptoviz.sources.selectors`) and its source with a :class:`Site`.
+:mod:`cryptoviz.sources.selectors`), the ways its pages can be read with :class:`Strategy` objects tried in
+a fixed order by :func:`read_page` (embedded JSON first, then the coin table, then the exact values its
+cells keep in attributes), and its source with a :class:`Site`. The result names the strategy that read
+the page (``ParseResult.strategy``) and the ones tried before it; a page none of them reads raises
+:class:`~cryptoviz.errors.LayoutChangedError`.
+
+Numbers are read in the page's decimal mark as its own numbers show it (a page saved by a browser prints
+the browser's way: ``$7.299.982.172``, ``0,05%`` on an English page), else in the page language's; a cell
+whose mark neither settles (``1.234`` alone) is rejected with the reason ``ambiguous``.
 """
 
 from __future__ import annotations
@@ -11,7 +20,7 @@ import logging
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 from urllib.parse import unquote
@@ -21,11 +30,24 @@ from bs4 import BeautifulSoup, Tag
 
 from cryptoviz import progress
 from cryptoviz.config import Settings
-from cryptoviz.errors import ParseError, SourceError, TerminalSourceError, TransientSourceError
+from cryptoviz.errors import (
+    LayoutChangedError,
+    ParseError,
+    SourceError,
+    TerminalSourceError,
+    TransientSourceError,
+)
 from cryptoviz.models import ParseResult, Rejection, SourceQuote
 from cryptoviz.sources import selectors as sel
 from cryptoviz.sources.base import MAX_SYMBOL, MAX_TEXT, ParseFn, RawPage, checked_text, printable
-from cryptoviz.sources.numbers import currency_code, parse_number
+from cryptoviz.sources.numbers import (
+    AMBIGUOUS,
+    ParsedNumber,
+    currency_code,
+    decimal_mark,
+    parse_detailed,
+    settle_decimal_mark,
+)
 from cryptoviz.sources.spec import RequestBudget
 from cryptoviz.timeutil import utc_now
 
@@ -75,14 +97,8 @@ class RowError(Exception):
 NUMERIC_ROLES = ("change_1h", "change_24h", "change_7d", "volume_24h", "market_cap")
 _VALUE_KINDS = (("price", "money"), ("change_1h", "percent"), ("change_24h", "percent"),
                 ("change_7d", "percent"), ("volume_24h", "money"), ("market_cap", "money"))
-
-
-@dataclass(frozen=True, slots=True)
-class RowExtras:
-    """Values one site's rows carry beyond the common columns."""
-
-    source_id: str | None = None  # default: the slug
-    circulating_supply: float | None = None
+# The cells whose printed numbers tell the page's decimal mark (the rank is read with it, not for it).
+_EVIDENCE_ROLES = ("price", *NUMERIC_ROLES, "circulating_supply")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,20 +112,51 @@ class TableLayout:
     warn_missing: bool = False  # log the position roles a recognised header lacks
     # A placeholder row (filled later by script) has all of these cells empty.
     placeholder_roles: tuple[str, ...] = ("price", *NUMERIC_ROLES)
-    # (cells, roles, locale, symbol) -> what the site's rows carry beyond the common columns
-    row_extras: Callable[[list[Tag], dict[str, int], str, str], RowExtras] | None = None
+    # (row, cells, roles) -> the site's own id of the row's coin, when the row shows it (default: the slug)
+    row_id: Callable[[Tag, list[Tag], dict[str, int]], str | None] | None = None
 
 
-def find_table(soup: BeautifulSoup, layout: TableLayout) -> Tag | None:
-    table = soup.select_one(layout.selector)
-    if isinstance(table, Tag):
-        return table
-    # The marker is the stable way in, but a table headed Coin/Price/Market Cap is the same table.
+def candidate_tables(soup: BeautifulSoup, layout: TableLayout) -> list[Tag]:
+    """The tables with the layout's marker, then every other table headed Coin/Price/Market Cap (or Volume):
+    the marker is the stable way in, but a table headed so is the same table."""
+    marked: list[Tag] = []
+    headed: list[Tag] = []
     for candidate in soup.find_all("table"):
+        if not isinstance(candidate, Tag):
+            continue
+        if candidate.css.match(layout.selector):
+            marked.append(candidate)
+            continue
         roles, _ = sel.header_columns(candidate)
         if {"coin", "price"} <= roles.keys() and ("market_cap" in roles or "volume_24h" in roles):
-            return candidate
-    return None
+            headed.append(candidate)
+    return marked + headed
+
+
+def coin_rows(table: Tag, layout: TableLayout) -> list[Tag]:
+    """The table's body rows that link to a coin."""
+    return [row for row in sel.body_rows(table)
+            if any(layout.coin_href.match(str(a["href"]).strip()) for a in row.find_all("a", href=True))]
+
+
+@dataclass(frozen=True, slots=True)
+class TableChoice:
+    table: Tag | None  # the candidate with the most coin rows (None: no candidate at all)
+    rows: list[Tag]  # its coin rows
+    any_rows: bool  # whether any candidate has body rows at all
+
+
+def best_table(soup: BeautifulSoup, layout: TableLayout) -> TableChoice:
+    """The candidate table with the most coin rows, the first of equals. Server-rendered React pages put
+    header-only copies of the coin table (its sticky header) before the real one."""
+    best: tuple[Tag, list[Tag]] | None = None
+    any_rows = False
+    for table in candidate_tables(soup, layout):
+        rows = coin_rows(table, layout)
+        any_rows = any_rows or bool(sel.body_rows(table))
+        if best is None or len(rows) > len(best[1]):
+            best = (table, rows)
+    return TableChoice(best[0], best[1], any_rows) if best else TableChoice(None, [], False)
 
 
 def page_locale(soup: BeautifulSoup, table: Tag, layout: TableLayout) -> str:
@@ -140,15 +187,83 @@ def columns(table: Tag, layout: TableLayout) -> tuple[dict[str, int], int | None
     return dict(layout.positions), None
 
 
-def _coin_link(row: Tag, cells: list[Tag], coin_col: int, href: re.Pattern[str]) -> tuple[Tag, str] | None:
-    scopes: list[Tag] = [cells[coin_col]] if coin_col < len(cells) else []
-    scopes.append(row)
-    for scope in scopes:
-        for a in scope.find_all("a", href=True):
+def table_decimal_mark(rows: list[Tag], roles: dict[str, int]) -> str | None:
+    """The decimal mark the table's numbers agree on (a page saved by a browser prints the browser's)."""
+    indexes = [roles[r] for r in _EVIDENCE_ROLES if r in roles]
+    texts: list[str] = []
+    for row in rows:
+        cells = sel.expand_cells(row)
+        texts.extend(cells[i].get_text("", strip=True) for i in indexes if i < len(cells))
+    return settle_decimal_mark(texts)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """How this table's cells are read."""
+
+    source: str
+    currency: str
+    locale: str
+    decimal: str | None  # the page's decimal mark; None: its numbers do not tell
+    exact: bool  # take exact values from attributes where a cell has them
+
+
+def _coin_links(row: Tag, cells: list[Tag], coin_col: int, href: re.Pattern[str]) -> tuple[list[Tag], str] | None:
+    """The coin cell's links to its coin (the first coin linked), else the row's first coin link."""
+    if coin_col < len(cells):
+        links: list[Tag] = []
+        slug: str | None = None
+        for a in cells[coin_col].find_all("a", href=True):
             m = href.match(str(a["href"]).strip())
-            if m:
-                return a, unquote(m["slug"])
+            if m and (slug is None or unquote(m["slug"]) == slug):
+                slug = unquote(m["slug"])
+                links.append(a)
+        if slug is not None:
+            return links, slug
+    for a in row.find_all("a", href=True):
+        m = href.match(str(a["href"]).strip())
+        if m:
+            return [a], unquote(m["slug"])
     return None
+
+
+def _looks_like_symbol(text: str) -> bool:
+    return text == text.upper() and any(ch.isalpha() for ch in text) and len(text) <= MAX_SYMBOL
+
+
+def _name_symbol(links: list[Tag], cells: list[Tag], roles: dict[str, int], coin_col: int) -> tuple[str | None,
+                                                                                                    str | None]:
+    """(name, symbol) of the row's coin. A link that is itself the symbol (``span.currency-symbol > a``,
+    ``a.coin-symbol``) gives the symbol, never the name; of two links showing different texts, an upper-case
+    one beside one with lower-case letters is the symbol (``<a>BTC</a> <a>Bitcoin</a>``); the other links
+    give the name (and the symbol when they show it); then an upper-case logo ``alt`` beside the link, a
+    Symbol column, a symbol attribute."""
+    cell = cells[coin_col] if coin_col < len(cells) else None
+    explicit: str | None = None  # a link that is the symbol
+    named: list[tuple[str | None, str | None]] = []
+    for link in links:
+        if sel.is_symbol_link(link, cell):
+            explicit = explicit or link.get_text("", strip=True) or None
+        else:
+            named.append(sel.link_name_symbol(link))
+    texts = [name for name, _ in named if name]
+    if explicit is None and len(set(texts)) > 1:
+        upper = [t for t in texts if _looks_like_symbol(t)]
+        lower = [t for t in texts if t != t.upper()]
+        if upper and lower:
+            explicit, texts = upper[0], lower
+    name = texts[0] if texts else None
+    symbol = explicit or next((s for _, s in named if s), None)
+    if symbol is None and cell is not None:  # <img alt="BTC"> beside the name link (coinmarketcap.com 2019-2020)
+        alts = [str(img.get("alt") or "").strip() for img in cell.find_all("img") if img.find_parent("a") is None]
+        symbol = next((alt for alt in alts if _looks_like_symbol(alt)), None)
+    index = roles.get("symbol")
+    if symbol is None and index is not None and index < len(cells):
+        symbol = cells[index].get_text("", strip=True) or None
+    if symbol is None:
+        symbol = next((text for c in cells for attr in sel.SYMBOL_ATTRIBUTES
+                       if (text := sel.attribute_text(c, attr))), None)
+    return name, symbol
 
 
 def _is_placeholder(cells: list[Tag], roles: dict[str, int], placeholder_roles: tuple[str, ...]) -> bool:
@@ -156,32 +271,127 @@ def _is_placeholder(cells: list[Tag], roles: dict[str, int], placeholder_roles: 
                for r in placeholder_roles)
 
 
-def _number(cells: list[Tag], roles: dict[str, int], role: str, locale: str, kind: str,
-            currency: str, source: str) -> float | None:
-    index = roles.get(role)
-    if index is None:
-        return None
-    cell = cells[index]
+def _mark_for(text: str, role: str, rd: _Reading) -> str | None:
+    """The decimal mark to read one cell with; a cell whose mark the page does not settle and whose own
+    shape cannot tell (``1.234``) is refused rather than guessed."""
+    if rd.decimal is not None:
+        return rd.decimal
+    mark = decimal_mark(text)
+    if mark == AMBIGUOUS:
+        raise RowError(role, "ambiguous",
+                       f"{text!r}: a lone separator before three digits may be a decimal mark or a thousands "
+                       "separator, and the page's other numbers do not tell which")
+    return mark
+
+
+def _printed(cell: Tag, role: str, kind: str, rd: _Reading) -> ParsedNumber:
+    """The value the cell prints, in the asked currency."""
     try:
-        parsed = sel.cell_number(cell, locale=locale, kind=kind)
+        parsed = sel.cell_number(cell, locale=rd.locale, kind=kind,
+                                 decimal=_mark_for(cell.get_text("", strip=True), role, rd))
     except ParseError as exc:
         raise RowError(role, "unparseable", str(exc)) from None
     if kind == "money":
         code = currency_code(parsed.currency)
-        if code is not None and code != currency:
+        if code is not None and code != rd.currency:
             raise TerminalSourceError(
-                source, f"the page shows {role} in {code.upper()} but {currency.upper()} was asked for "
-                        f"(set CRYPTOVIZ_VS_CURRENCY={code} or use an API source)")
-    return parsed.value
+                rd.source, f"the page shows {role} in {code.upper()} but {rd.currency.upper()} was asked for "
+                           f"(set CRYPTOVIZ_VS_CURRENCY={code} or use an API source)")
+    return parsed
 
 
-def _rank(cells: list[Tag], roles: dict[str, int], locale: str) -> int | None:
+def _exact(cell: Tag, role: str, kind: str, rd: _Reading) -> float | None:
+    """The exact value a cell keeps in an attribute (``data-usd="6459.40012853"``), or None."""
+    if not rd.exact:
+        return None
+    found = sel.attribute_value(cell, tuple(n.format(currency=rd.currency) for n in sel.EXACT_VALUE_ATTRIBUTES[kind]))
+    if found is None:
+        return None
+    name, raw = found
+    text = raw.strip()
+    if text.casefold() in ("", "?", "-", "none", "null", "nan", "n/a"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise RowError(role, "unparseable", f"attribute {name}={raw[:40]!r} is not a number") from None
+    if not math.isfinite(value):
+        raise RowError(role, "unparseable", f"attribute {name}={raw[:40]!r} is not a finite number")
+    return value
+
+
+def _agrees(exact: float, printed: ParsedNumber) -> bool:
+    """Whether an exact value is what the cell prints, rounded (or cut) to the digits printed."""
+    assert printed.value is not None
+    return abs(exact - printed.value) <= printed.unit * 1.000001 + abs(printed.value) * 1e-9
+
+
+def _cell_value(cell: Tag, role: str, kind: str, rd: _Reading,
+                printed: Callable[[], ParsedNumber]) -> float | None:
+    """A cell's value: the exact one kept in an attribute when it agrees with the printed one (or when the
+    printed text cannot be read), else the printed one. A cell that prints no value has none."""
+    exact = _exact(cell, role, kind, rd)
+    try:
+        shown = printed()
+    except RowError:
+        if exact is None:
+            raise
+        return exact
+    if shown.value is None:
+        return None
+    if exact is not None and _agrees(exact, shown):
+        return exact
+    return shown.value
+
+
+def _number(cells: list[Tag], roles: dict[str, int], role: str, kind: str, rd: _Reading) -> float | None:
+    index = roles.get(role)
+    if index is None:
+        return None
+    cell = cells[index]
+    return _cell_value(cell, role, kind, rd, lambda: _printed(cell, role, kind, rd))
+
+
+def _supply(cells: list[Tag], roles: dict[str, int], symbol: str, rd: _Reading) -> float | None:
+    """ "19,696,875 BTC" -> 19696875.0; the cell also holds a progress bar and sometimes a percentage."""
+    index = roles.get("circulating_supply")
+    if index is None or index >= len(cells) or sel.is_blank(cells[index]):
+        return None
+    cell = cells[index]
+
+    def printed() -> ParsedNumber:
+        first_error: ParseError | None = None
+        for text in cell.stripped_strings:
+            trimmed = text.strip()
+            if trimmed.upper().endswith(" " + symbol.upper()):
+                trimmed = trimmed[: -len(symbol)].strip()
+            try:
+                parsed = parse_detailed(trimmed, locale=rd.locale,
+                                        decimal=_mark_for(trimmed, "circulating_supply", rd))
+            except ParseError as exc:
+                first_error = first_error or exc
+                continue
+            if parsed.percent or parsed.currency or parsed.value is None:
+                continue
+            return parsed
+        if first_error is not None:
+            raise RowError("circulating_supply", "unparseable", str(first_error))
+        return ParsedNumber(None)
+
+    return _cell_value(cell, "circulating_supply", "plain", rd, printed)
+
+
+def _rank(cells: list[Tag], roles: dict[str, int], rd: _Reading) -> int | None:
     index = roles.get("rank")
     if index is None:
         return None
     text = cells[index].get_text("", strip=True).lstrip("#")
+    decimal = rd.decimal
+    mark = decimal_mark(text) if decimal is None else None
+    if mark == AMBIGUOUS:  # a rank is whole: "1,234" groups thousands
+        decimal = "," if "." in text else "."
     try:
-        value = parse_number(text, locale=locale)
+        value = parse_detailed(text, locale=rd.locale, decimal=decimal or mark).value
     except ParseError as exc:
         raise RowError("rank", "unparseable", str(exc)) from None
     if value is None:
@@ -191,28 +401,58 @@ def _rank(cells: list[Tag], roles: dict[str, int], locale: str) -> int | None:
     return int(value)
 
 
+def _row_quote(row: Tag, cells: list[Tag], roles: dict[str, int], links: list[Tag], slug: str,
+               layout: TableLayout, rd: _Reading, collected_at: datetime) -> SourceQuote:
+    """One coin row as a quote; raises :class:`RowError` for the first cell that cannot be read."""
+    coin_col = roles.get("coin", 0)
+    name, symbol = _name_symbol(links, cells, roles, coin_col)
+    if not name:
+        raise RowError("name", "missing", "the coin link has no name")
+    if not symbol:
+        raise RowError("symbol", "missing", "the coin link shows no symbol")
+    for field_name, text, longest in (("slug", slug, MAX_TEXT), ("name", name, MAX_TEXT),
+                                      ("symbol", symbol.upper(), MAX_SYMBOL)):
+        checked_text(text, field_name, longest, RowError)
+    rank = _rank(cells, roles, rd)
+    values = {role: _number(cells, roles, role, kind, rd) for role, kind in _VALUE_KINDS}
+    supply = _supply(cells, roles, symbol, rd)
+    source_id = layout.row_id(row, cells, roles) if layout.row_id else None
+    return SourceQuote(
+        source=layout.source, source_id=source_id or slug, symbol=symbol.upper(), name=name,
+        slug=slug, rank=rank, price=values["price"], market_cap=values["market_cap"],
+        volume_24h=values["volume_24h"], change_1h=values["change_1h"],
+        change_24h=values["change_24h"], change_7d=values["change_7d"],
+        circulating_supply=supply, total_supply=None, max_supply=None,
+        last_updated=None, collected_at=collected_at, currency=rd.currency,
+    )
+
+
 def parse_table_rows(
     *, table: Tag, layout: TableLayout, collected_at: datetime, currency: str,
-    locale: str, roles: dict[str, int], column_count: int | None,
+    locale: str, roles: dict[str, int], column_count: int | None, exact: bool = False,
 ) -> tuple[ParseResult, int]:
     """Read the coin rows of a table; returns the result and how many rows carried coin data.
 
     Rows without a coin link (advertisements) and placeholder rows without numbers are skipped; a row
-    whose cells cannot be read becomes a :class:`Rejection`.
+    whose cells cannot be read becomes a :class:`Rejection`. ``exact``: prefer the exact values the cells
+    keep in attributes to the rounded ones they print.
     """
     source = layout.source
     result = ParseResult()
     data_rows = 0
     sel.mark_subscripts(table)
     needed = max(roles.values()) + 1
-    for row in sel.body_rows(table):
+    rows = sel.body_rows(table)
+    rd = _Reading(source=source, currency=currency, locale=locale, exact=exact,
+                  decimal=table_decimal_mark(rows, roles))
+    for row in rows:
         cells = sel.expand_cells(row)
         if not cells:
             continue
-        found = _coin_link(row, cells, roles.get("coin", 0), layout.coin_href)
+        found = _coin_links(row, cells, roles.get("coin", 0), layout.coin_href)
         if found is None:
             continue  # an advertisement or a separator row
-        link, slug = found
+        links, slug = found
         if _is_placeholder(cells, roles, layout.placeholder_roles):
             continue
         data_rows += 1
@@ -226,47 +466,121 @@ def parse_table_rows(
                 source, printable(slug), "row", "missing_cell",
                 f"expected at least {needed} cells, found {len(cells)}"))
             continue
-        name, symbol = sel.link_name_symbol(link)
         try:
-            if not name:
-                raise RowError("name", "missing", "the coin link has no name")
-            if not symbol:
-                raise RowError("symbol", "missing", "the coin link shows no symbol")
-            for field_name, text, longest in (("slug", slug, MAX_TEXT), ("name", name, MAX_TEXT),
-                                              ("symbol", symbol.upper(), MAX_SYMBOL)):
-                checked_text(text, field_name, longest, RowError)
-            rank = _rank(cells, roles, locale)
-            values = {role: _number(cells, roles, role, locale, kind, currency, source)
-                      for role, kind in _VALUE_KINDS}
-            extras = layout.row_extras(cells, roles, locale, symbol) if layout.row_extras else RowExtras()
+            result.quotes.append(_row_quote(row, cells, roles, links, slug, layout, rd, collected_at))
         except RowError as exc:
             result.rejected.append(Rejection(source, printable(slug), exc.field, exc.reason, exc.detail))
-            continue
-        result.quotes.append(SourceQuote(
-            source=source, source_id=extras.source_id or slug, symbol=symbol.upper(), name=name,
-            slug=slug, rank=rank, price=values["price"], market_cap=values["market_cap"],
-            volume_24h=values["volume_24h"], change_1h=values["change_1h"],
-            change_24h=values["change_24h"], change_7d=values["change_7d"],
-            circulating_supply=extras.circulating_supply, total_supply=None, max_supply=None,
-            last_updated=None, collected_at=collected_at, currency=currency,
-        ))
     return result, data_rows
 
 
 def read_table(soup: BeautifulSoup, table: Tag, layout: TableLayout, collected_at: datetime,
-               currency: str) -> tuple[ParseResult, int]:
+               currency: str, *, exact: bool = False) -> tuple[ParseResult, int]:
     """The coin rows of ``table``, in the page's language, columns by header (else by position)."""
     locale = page_locale(soup, table, layout)
     roles, count = columns(table, layout)
     return parse_table_rows(table=table, layout=layout, collected_at=collected_at, currency=currency,
-                            locale=locale, roles=roles, column_count=count)
+                            locale=locale, roles=roles, column_count=count, exact=exact)
 
 
-def not_the_list(body: bytes, source: str, what: str) -> SourceError:
+# --- extraction strategies -----------------------------------------------------------------------------
+
+TABLE = "table"
+TABLE_ATTRIBUTES = "table:attributes"
+
+
+@dataclass(slots=True)
+class Page:
+    """One page being read, shared by the strategies tried on it (``memo``: what one strategy worked out
+    for the next, such as the decoded ``__NEXT_DATA__``)."""
+
+    body: bytes
+    soup: BeautifulSoup
+    collected_at: datetime
+    currency: str
+    memo: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Attempt:
+    """What a strategy found: the result, and how many coins (rows or items) carried data; 0 is a coin
+    list or table without coins (a page past the last one)."""
+
+    result: ParseResult
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class Strategy:
+    """One way of reading a site's page. ``read`` returns ``None`` when the page holds nothing it knows."""
+
+    name: str
+    read: Callable[[Page], Attempt | None]
+
+
+def _read_best_table(page: Page, layout: TableLayout, *, exact: bool) -> Attempt | None:
+    choice = page.memo.get(TABLE)
+    if not isinstance(choice, TableChoice):
+        choice = page.memo[TABLE] = best_table(page.soup, layout)
+    if choice.table is None:
+        return None
+    if not choice.rows:
+        # A coin table without any row is a page past the last one; rows none of which links to a coin are
+        # a layout this reader does not know.
+        return None if choice.any_rows else Attempt(ParseResult(), 0)
+    if sel.carries_exact_values(choice.rows) != exact:
+        return None  # the other table strategy reads it
+    return Attempt(*read_table(page.soup, choice.table, layout, page.collected_at, page.currency, exact=exact))
+
+
+def table_strategies(layout: TableLayout) -> tuple[Strategy, Strategy]:
+    """The coin table with the most coin rows: read from its printed text (``table``), or, when its cells
+    keep exact values in attributes (coinmarketcap.com before 2020), from those (``table:attributes``)."""
+    return (Strategy(TABLE, lambda page: _read_best_table(page, layout, exact=False)),
+            Strategy(TABLE_ATTRIBUTES, lambda page: _read_best_table(page, layout, exact=True)))
+
+
+def layout_changed(source: str, what: str, tried: tuple[str, ...], api_hint: str) -> LayoutChangedError:
+    """The error for a page none of whose strategies found the coins: what was tried, and what to do."""
+    tried_text = ", ".join(tried) if tried else "nothing: the body is not an HTML page"
+    return LayoutChangedError(
+        source,
+        f"{what} not found - page layout changed? (tried: {tried_text}). Update CryptoViz, or use the API "
+        f"source instead ({api_hint}); attach the page kept under data/failed-pages/ to a bug report",
+        strategies_tried=tried)
+
+
+def not_the_list(body: bytes, source: str, what: str, tried: tuple[str, ...], api_hint: str) -> SourceError:
     blocked = sel.blocked_reason(body)
     if blocked is not None:
         return TransientSourceError(source, blocked)
-    return TerminalSourceError(source, f"{what} not found - page layout changed?")
+    return layout_changed(source, what, tried, api_hint)
+
+
+def read_page(body: bytes, collected_at: datetime, currency: str, *, source: str,
+              strategies: tuple[Strategy, ...], what: str, api_hint: str) -> tuple[ParseResult, int]:
+    """Try ``strategies`` in order; the first that finds coins reads the page (the result names it, and the
+    ones tried before it). Returns the result and how many coins the page holds: 0 for a coin list or table
+    without coins (past the last page). Raises ``TransientSourceError`` for a block page and
+    :class:`LayoutChangedError` when no strategy finds the list at all."""
+    soup = sel.html_soup(body)
+    if soup is None:
+        raise not_the_list(body, source, what, (), api_hint)
+    page = Page(body=body, soup=soup, collected_at=collected_at, currency=currency.lower())
+    tried: list[str] = []
+    empty = False
+    for strategy in strategies:
+        attempt = strategy.read(page)
+        if attempt is not None and attempt.rows > 0:
+            attempt.result.strategy = strategy.name
+            attempt.result.strategies_tried = tuple(tried)
+            if tried:
+                logger.info("%s: page read by %s (found nothing: %s)", source, strategy.name, ", ".join(tried))
+            return attempt.result, attempt.rows
+        empty = empty or attempt is not None
+        tried.append(strategy.name)
+    if empty:
+        return ParseResult(strategies_tried=tuple(tried)), 0
+    raise not_the_list(body, source, what, tuple(tried), api_hint)
 
 
 def with_coins(source: str, parsed: tuple[ParseResult, int], empty: str) -> ParseResult:
@@ -275,7 +589,8 @@ def with_coins(source: str, parsed: tuple[ParseResult, int], empty: str) -> Pars
     result, rows = parsed
     if rows == 0:
         raise TerminalSourceError(source, empty)
-    logger.debug("%s: %d quotes, %d rejected", source, len(result.quotes), len(result.rejected))
+    logger.debug("%s: %d quotes, %d rejected (%s)", source, len(result.quotes), len(result.rejected),
+                 result.strategy)
     return result
 
 
@@ -349,7 +664,8 @@ def keep_top(result: ParseResult, top_n: int | str) -> ParseResult:
     if not isinstance(top_n, int):
         return result
     kept = [q for q in result.quotes if q.rank is None or q.rank <= top_n]
-    return ParseResult(quotes=kept, rejected=list(result.rejected))
+    return ParseResult(quotes=kept, rejected=list(result.rejected), strategy=result.strategy,
+                       strategies_tried=result.strategies_tried)
 
 
 # --- the source ----------------------------------------------------------------------------------------

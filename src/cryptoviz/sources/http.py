@@ -42,6 +42,7 @@ BreakerState = Literal["closed", "open", "half-open"]
 
 USER_AGENT = "cryptoviz/0.1"
 RETRY_AFTER_CAP = 60.0  # seconds we are willing to block one worker for a 429
+MAX_BUDGET_WAIT = 15.0  # seconds a request may wait for its rate-limit token; longer: the budget is used up
 _TOKEN_EPSILON = 1e-6
 _SENSITIVE_HEADER_WORDS = ("key", "token", "auth", "secret", "cookie")
 _E = TypeVar("_E", bound=SourceError)
@@ -325,7 +326,7 @@ class HttpClient:
         for attempt in range(1, attempts + 1):
             limiter = self.limiter(source)
             if limiter is not None:
-                limiter.acquire()
+                self._take_token(source, limiter)
             outcome, delay = self._attempt(source, host, url, params, headers, passthrough, attempt, check)
             if isinstance(outcome, httpx.Response):
                 return outcome
@@ -337,6 +338,20 @@ class HttpClient:
                            source, redact(what, secrets), delay, attempt, attempts)
             self._sleep(delay)
         raise AssertionError("unreachable")  # the loop always returns or raises
+
+    def _take_token(self, source: str, limiter: RateLimiter) -> None:
+        """Wait for the source's next request token, unless that is long: then the request budget is used up
+        (a monthly plan spent on retries, say) and the cycle goes on without this source until it refills."""
+        wait = limiter.try_acquire()
+        while wait > 0.0:
+            if wait > MAX_BUDGET_WAIT:
+                raise TransientSourceError(
+                    source, f"request budget used up ({limiter.rate_per_minute:g} a minute, {limiter.burst} at "
+                            f"once): next request possible in {wait:.0f}s; the source is asked less often "
+                            "(CRYPTOVIZ_SOURCE_INTERVALS) or a paid plan's key raises the budget",
+                    retry_after=wait)
+            self._sleep(wait)
+            wait = limiter.try_acquire()
 
     def _attempt(self, source: str, host: str, url: str, params: Mapping[str, str | int] | None,
                  headers: Mapping[str, str] | None, passthrough: Collection[int],

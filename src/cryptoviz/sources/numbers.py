@@ -26,14 +26,22 @@ Rules:
 - Percentages keep their scale: ``"+1.5%"`` is ``1.5``.
 
 Only :class:`cryptoviz.errors.ParseError` escapes, with a message quoting the text.
+
+A page saved by a browser prints numbers the browser's way, whatever the page's language: an English page
+saved in Germany shows ``$7.299.982.172`` and ``0,05%``. :func:`decimal_mark` tells which mark a printed
+number uses for decimals when its shape says so (``1,234.5``, ``7.299.982``, ``0,05``, ``12.5``), and
+:func:`settle_decimal_mark` the one a whole page uses; ``decimal=`` then overrides the locale's separators.
+A lone separator followed by exactly three digits (``1.234``, ``1,234``) says nothing by itself: it is
+:data:`AMBIGUOUS`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Literal
+from typing import Final, Literal
 
 from cryptoviz.errors import ParseError
 
@@ -104,6 +112,7 @@ class ParsedNumber:
     suffix: str | None = None  # magnitude suffix as printed ("T", "Md")
     signed: bool = False  # an explicit + or - was printed
     approximate: bool = False  # printed as "<$0.0001" and the like
+    unit: float = 0.0  # the value of one unit in the last digit printed ("$1.32T": 1e10; "0.10%": 0.01)
 
 
 def currency_code(sign: str | None) -> str | None:
@@ -159,10 +168,12 @@ def _check_groups(integer: str, separators: str, text: str) -> str:
     return digits
 
 
-def _split_number(num: str, locale: str, text: str) -> tuple[str, str]:
+def _split_number(num: str, locale: str, text: str, mark: str | None = None) -> tuple[str, str]:
     """Split the digit run into (integer digits, fraction digits incl. subscripts)."""
     num = num.strip()
-    if locale == "fr":
+    if mark is not None:
+        decimal, groups = mark, (", " if mark == "." else " .")
+    elif locale == "fr":
         decimal, groups = ",", " ."
         if "," not in num and num.count(".") == 1:
             decimal, groups = ".", " "
@@ -187,14 +198,20 @@ def _split_number(num: str, locale: str, text: str) -> tuple[str, str]:
     return integer_digits, fraction
 
 
-def parse_detailed(text: str | None, *, locale: str = "en") -> ParsedNumber:
-    """Parse one printed number and report what was printed around it (currency, %, suffix)."""
+def parse_detailed(text: str | None, *, locale: str = "en", decimal: str | None = None) -> ParsedNumber:
+    """Parse one printed number and report what was printed around it (currency, %, suffix).
+
+    ``decimal``: the decimal mark (``"."`` or ``","``) when it is known from elsewhere (the page's other
+    numbers); the other mark and spaces then group thousands. ``None``: the locale's own separators.
+    """
     if text is None:
         return ParsedNumber(None)
     if not isinstance(text, str):
         raise ParseError(f"cannot read number {text!r}: not text")
     if locale not in _MULTIPLIERS:
         raise ParseError(f"cannot read number {text!r}: unsupported locale {locale!r}")
+    if decimal not in (None, ".", ","):
+        raise ParseError(f"cannot read number {text!r}: unsupported decimal mark {decimal!r}")
     if len(text) > _MAX_TEXT:
         raise _fail(text, f"longer than {_MAX_TEXT} characters")
     clean = re.sub(r" +", " ", text.translate(_SPACES)).strip()
@@ -211,7 +228,7 @@ def parse_detailed(text: str | None, *, locale: str = "en") -> ParsedNumber:
     if m["pct"] and m["pct2"]:
         raise _fail(text, "two percent signs")
     sign_text = (m["sign1"] or m["sign2"] or "").strip()
-    integer, fraction = _split_number(m["num"], locale, text)
+    integer, fraction = _split_number(m["num"], locale, text, decimal)
     suffix = m["suffix"]
     power = 0
     if suffix:
@@ -221,6 +238,7 @@ def parse_detailed(text: str | None, *, locale: str = "en") -> ParsedNumber:
         power = found
     try:
         magnitude = Decimal(f"{integer}.{fraction or '0'}{m['exp'] or ''}").scaleb(power)
+        unit = float(Decimal(1).scaleb(power - len(fraction) + (int(m["exp"][1:]) if m["exp"] else 0)))
     except (InvalidOperation, ValueError):
         raise _fail(text, "not a number") from None
     value = float(magnitude)
@@ -235,6 +253,7 @@ def parse_detailed(text: str | None, *, locale: str = "en") -> ParsedNumber:
         suffix=suffix,
         signed=bool(sign_text),
         approximate=bool(m["approx"]),
+        unit=unit,
     )
 
 
@@ -255,3 +274,63 @@ def parse_percent(text: str | None, *, locale: str = "en") -> float | None:
     if parsed.value is not None and (parsed.currency or parsed.suffix):
         raise _fail(text or "", "a percentage cannot carry a currency sign or a magnitude suffix")
     return parsed.value
+
+
+# --- which mark is the decimal one ------------------------------------------------------------------------
+
+AMBIGUOUS: Final = "ambiguous"
+Mark = Literal[".", ",", "ambiguous"]
+
+# A run of digits with the separators that may sit between them (subscript zero counts included).
+_DIGIT_RUN = re.compile(r"[0-9₀-₉](?:[0-9₀-₉.,  \u00a0\u202f\u2009]*[0-9₀-₉])?")
+
+
+def _run_mark(run: str) -> Mark | None:
+    run = re.sub(r"[  \u00a0\u202f\u2009]", " ", run)
+    dots, commas = run.count("."), run.count(",")
+    if dots and commas:
+        return "." if run.rfind(".") > run.rfind(",") else ","
+    if dots > 1:
+        return ","
+    if commas > 1:
+        return "."
+    if not dots and not commas:
+        return None
+    integer, _, fraction = run.partition("." if dots else ",")
+    integer = integer.strip()
+    if (len(fraction) != 3 or not fraction.isascii() or not integer or integer.startswith("0")
+            or " " in integer or len(integer) > 3 or " " in fraction):
+        return "." if dots else ","  # cannot be a thousands separator: a decimal mark
+    return AMBIGUOUS
+
+
+def decimal_mark(text: str) -> Mark | None:
+    """The decimal mark ``text`` shows: ``"."`` (``1,234.5``, ``0.05``, ``12.5``), ``","`` (``7.299.982``,
+    ``0,05``, ``1 234,5``), :data:`AMBIGUOUS` (a lone ``.`` or ``,`` followed by exactly three digits,
+    ``1.234``: a decimal mark or a thousands separator), or ``None`` (nothing to tell: ``42``, ``1 234``).
+
+    Numbers that contradict each other in one text give ``None``.
+    """
+    marks = {mark for run in _DIGIT_RUN.findall(text.translate(_SPACES)) if (mark := _run_mark(run))}
+    definite = marks - {AMBIGUOUS}
+    if len(definite) > 1:
+        return None
+    if definite:
+        return definite.pop()
+    return AMBIGUOUS if marks else None
+
+
+def settle_decimal_mark(texts: Iterable[str]) -> Literal[".", ","] | None:
+    """The decimal mark a page's numbers show, or ``None`` when none of them tells.
+
+    A page prints all its numbers one way; a few cells that say otherwise (a garbled cell, at most a tenth
+    of those that tell) do not unsettle it, more do (``None``).
+    """
+    points = commas = 0
+    for text in texts:
+        mark = decimal_mark(text)
+        points += mark == "."
+        commas += mark == ","
+    if max(points, commas) == 0 or min(points, commas) * 10 > points + commas:
+        return None
+    return "." if points > commas else ","

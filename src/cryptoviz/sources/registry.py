@@ -13,7 +13,16 @@ from types import MappingProxyType
 from cryptoviz.config import Settings
 from cryptoviz.errors import ParseError
 from cryptoviz.models import ParseResult
-from cryptoviz.sources import coingecko, coingecko_html, coinmarketcap, coinmarketcap_html, coinpaprika
+from cryptoviz.sources import (
+    binance,
+    coinbase,
+    coingecko,
+    coingecko_html,
+    coinmarketcap,
+    coinmarketcap_html,
+    coinpaprika,
+    kraken,
+)
 from cryptoviz.sources.base import ParseFn, RawPage, Source
 from cryptoviz.sources.http import HttpClient
 from cryptoviz.sources.spec import IdNamespace, SourceSpec
@@ -24,6 +33,9 @@ SPECS: Mapping[str, SourceSpec] = MappingProxyType({spec.name: spec for spec in 
     coingecko_html.SPEC,
     coinmarketcap_html.SPEC,
     coinpaprika.SPEC,
+    binance.SPEC,
+    coinbase.SPEC,
+    kraken.SPEC,
 )})
 
 CMC_PAGES_INSTEAD = (
@@ -47,6 +59,15 @@ def spec_of(source: str) -> SourceSpec:
 def namespaces() -> dict[str, IdNamespace]:
     """Source name -> the id namespace it reports in (what the reconciler joins coins by)."""
     return {name: spec.namespace for name, spec in SPECS.items()}
+
+
+def exchanges() -> frozenset[str]:
+    """The sources whose quotes are exchange pairs (see cryptoviz.pairs)."""
+    return frozenset(name for name, spec in SPECS.items() if spec.pairs)
+
+
+def push_sources() -> frozenset[str]:
+    return frozenset(name for name, spec in SPECS.items() if spec.kind == "push")
 
 
 def default_trust(source: str) -> float | None:

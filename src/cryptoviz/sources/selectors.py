@@ -5,8 +5,24 @@ When a site changes its layout, this is the file to edit. Nothing here names a h
 class (``tw-...``, ``sc-1a2b3c-0``): those change with every build of the sites. Columns are found by
 their header text (English and French), with the usual column order as the fallback.
 
-Column roles: ``rank``, ``coin``, ``price``, ``change_1h``, ``change_24h``, ``change_7d``,
+Column roles: ``rank``, ``coin``, ``symbol``, ``price``, ``change_1h``, ``change_24h``, ``change_7d``,
 ``volume_24h``, ``market_cap``, ``circulating_supply``.
+
+Layouts read, oldest first (the real pages under ``tests/fixtures/html/real`` show each):
+
+- coinmarketcap.com before 2020: ``table#currencies`` (``#currencies-all`` on /all/views/all/), server
+  rendered. The coin cell holds two links to the coin: the symbol (``span.currency-symbol > a``) first,
+  then the name (``a.currency-name-container``). Cells carry the exact values in attributes
+  (``data-usd``, ``data-supply``, ``data-percentusd``, ``data-sort``) beside the rounded printed text.
+- coinmarketcap.com 2019-2021: a Next.js page; the list is in ``__NEXT_DATA__`` under
+  ``props.initialState.cryptocurrency.listingLatest.data`` (items in the API's shape, snake_case or
+  camelCase, ``quote`` keyed by currency), or as rows keyed by a leading ``{"keysArr": [...]}`` item; the
+  server-rendered React table comes with header-only copies (the sticky header) before the real one.
+- coinmarketcap.com 2021 onwards: ``__NEXT_DATA__`` with ``cryptoCurrencyList`` (see
+  :mod:`cryptoviz.sources.coinmarketcap_html`), ``table.cmc-table``.
+- coingecko.com: a server-rendered table; ``table[data-coin-table-target="table"]`` today (2024-2025),
+  ``table.table-scrollable`` in 2020-2021, where the coin cell links the symbol before the name and the
+  market cap column is headed "Mkt Cap".
 """
 
 from __future__ import annotations
@@ -40,6 +56,9 @@ COINGECKO_POSITIONS: dict[str, int] = {
 
 COINMARKETCAP_NEXT_DATA = 'script#__NEXT_DATA__'
 COINMARKETCAP_LIST_KEY = "cryptoCurrencyList"
+# props.initialState.cryptocurrency.listingLatest.data: API-shaped items, or a {"keysArr": [...]} item then rows
+COINMARKETCAP_LISTING_KEY = "listingLatest"
+COINMARKETCAP_KEYS_KEY = "keysArr"
 COINMARKETCAP_TABLE = "table.cmc-table"
 COINMARKETCAP_ROWS = "table.cmc-table tbody tr"
 
@@ -49,6 +68,12 @@ COINMARKETCAP_COIN_HREF = re.compile(
 )
 # The logo URL carries the numeric CoinMarketCap id: .../static/img/coins/64x64/1.png
 COINMARKETCAP_LOGO_ID = re.compile(r"/coins/\d+x\d+/(?P<id>\d+)\.(?:png|svg|webp)")
+# A page saved by a browser points its logos at local copies named by the id: <img class="coin-logo"
+# src="./Cryptocurrency Prices..._files/1.png">
+COINMARKETCAP_LOGO_CLASS = "coin-logo"
+COINMARKETCAP_SAVED_LOGO_ID = re.compile(r"(?:^|/)(?P<id>\d+)\.(?:png|svg|webp)$")
+# Before 2020 the row's menu cell carries the numeric id: <td data-cc-id="1" data-cc-slug="bitcoin">
+COINMARKETCAP_ID_ATTR = "data-cc-id"
 
 # star, rank, name, price, 1h %, 24h %, 7d %, market cap, volume (24h), circulating supply, last 7 days.
 COINMARKETCAP_POSITIONS: dict[str, int] = {
@@ -65,15 +90,19 @@ HEADER_ROLES: dict[str, str] = {
     # coin
     "coin": "coin", "name": "coin", "monnaie": "coin", "nom": "coin", "cryptomonnaie": "coin",
     "crypto": "coin", "actif": "coin",
+    # symbol (a column of its own on coinmarketcap.com's /all/views/all/ before 2020)
+    "symbol": "symbol", "symbole": "symbol",
     # price
     "price": "price", "cours": "price", "prix": "price",
     # changes
     "1h": "change_1h", "24h": "change_24h", "7d": "change_7d", "7j": "change_7d",
+    "change1h": "change_1h", "change24h": "change_24h", "change7d": "change_7d",
     # 24h volume
     "24hvolume": "volume_24h", "volume24h": "volume_24h", "volumesur24h": "volume_24h",
     "volume": "volume_24h", "volumesur24heures": "volume_24h", "volume24heures": "volume_24h",
     # market cap
-    "marketcap": "market_cap", "capitalisationboursière": "market_cap", "capitalisation": "market_cap",
+    "marketcap": "market_cap", "mktcap": "market_cap", "capitalisationboursière": "market_cap",
+    "capitalisation": "market_cap",
     "capboursière": "market_cap", "capitalisationdemarché": "market_cap", "capdemarché": "market_cap",
     # circulating supply
     "circulatingsupply": "circulating_supply", "offreencirculation": "circulating_supply",
@@ -239,21 +268,22 @@ def _digits(text: str) -> int:
     return sum(ch.isdigit() for ch in text)
 
 
-def cell_number(cell: Tag, *, locale: str, kind: str) -> ParsedNumber:
+def cell_number(cell: Tag, *, locale: str, kind: str, decimal: str | None = None) -> ParsedNumber:
     """The number a cell shows. ``kind``: ``"money"`` (an amount in a currency), ``"percent"``, ``"plain"``.
 
     Cells sometimes print one value twice (coinmarketcap.com: "$1.32T" and "$1,323,456,789,012" in two
     spans, or "$29,317,843,051" beside "436,344 BTC"): when the whole text does not read as one number,
-    the most precise single string of the right kind wins. Raises :class:`ParseError`.
+    the most precise single string of the right kind wins. ``decimal``: the page's decimal mark, when its
+    numbers tell it (see :func:`cryptoviz.sources.numbers.settle_decimal_mark`). Raises :class:`ParseError`.
     """
     joined = cell.get_text("", strip=True)
     try:
-        parsed = _of_kind(parse_detailed(joined, locale=locale), kind, joined)
+        parsed = _of_kind(parse_detailed(joined, locale=locale, decimal=decimal), kind, joined)
     except ParseError as first_error:
         best: tuple[int, ParsedNumber] | None = None
         for text in cell.stripped_strings:
             try:
-                candidate = _of_kind(parse_detailed(text, locale=locale), kind, text)
+                candidate = _of_kind(parse_detailed(text, locale=locale, decimal=decimal), kind, text)
             except ParseError:
                 continue
             if candidate.value is None:
@@ -268,7 +298,7 @@ def cell_number(cell: Tag, *, locale: str, kind: str) -> ParsedNumber:
         parsed = best[1]
     if kind == "percent" and parsed.value and not parsed.signed and shows_negative(cell):
         parsed = ParsedNumber(-parsed.value, parsed.currency, parsed.percent, parsed.suffix, True,
-                              parsed.approximate)
+                              parsed.approximate, parsed.unit)
     return parsed
 
 
@@ -307,3 +337,66 @@ def link_name_symbol(link: Tag) -> tuple[str | None, str | None]:
             elif symbol is None and alt.casefold() != name.casefold():
                 symbol = alt
     return (name or None), (symbol or None)
+
+
+def _classes(tag: Tag) -> str:
+    classes = tag.get("class")
+    return " ".join(str(c) for c in classes) if isinstance(classes, list) else str(classes or "")
+
+
+def is_symbol_link(link: Tag, cell: Tag | None = None) -> bool:
+    """Whether a coin link shows the symbol rather than the name: its own class says so
+    (``a.coin-symbol``), or a wrapper's inside the cell does (``span.currency-symbol > a``)."""
+    node: Tag | None = link
+    while isinstance(node, Tag) and node is not cell:
+        if re.search("symbol", _classes(node), re.IGNORECASE):
+            return True
+        parent = node.parent
+        node = parent if isinstance(parent, Tag) and parent.name not in ("tr", "table", "[document]") else None
+    return False
+
+
+# Attributes naming a row's coin symbol: <td data-symbol="BTC"> (coinmarketcap.com before 2020),
+# <span data-coin-symbol="btc"> (coingecko.com before 2023).
+SYMBOL_ATTRIBUTES = ("data-symbol", "data-coin-symbol")
+
+# The attributes in which coinmarketcap.com's pages before 2020 kept each cell's exact value (a table whose
+# rows carry one of them is read by the "table:attributes" strategy).
+EXACT_VALUE_MARKERS = ("data-usd", "data-percentusd", "data-supply")
+# Where each kind of value may be found exactly, most precise first ({currency}: the asked currency).
+EXACT_VALUE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "money": ("data-{currency}", "data-sort"),
+    "percent": ("data-sort", "data-percent{currency}"),
+    "plain": ("data-supply", "data-sort"),
+}
+
+
+def attribute_value(cell: Tag, names: tuple[str, ...]) -> tuple[str, str] | None:
+    """(name, value) of the first of ``names`` set on the cell or inside it, in that order of names."""
+    scope = [cell, *cell.find_all(True)]
+    for name in names:
+        for tag in scope:
+            value = tag.get(name)
+            if isinstance(value, str):
+                return name, value
+    return None
+
+
+def with_attribute(root: Tag, name: str) -> Tag | None:
+    """``root`` itself or the first tag inside it that has the attribute ``name``."""
+    if root.has_attr(name):
+        return root
+    return root.find(lambda tag: tag.has_attr(name))
+
+
+def attribute_text(root: Tag, name: str) -> str | None:
+    """The stripped value of the first attribute ``name`` on or inside ``root``; None when absent or blank."""
+    tag = with_attribute(root, name)
+    value = tag.get(name) if tag is not None else None
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def carries_exact_values(rows: list[Tag]) -> bool:
+    """Whether the rows keep exact values in attributes (``data-usd`` and the like)."""
+    markers = set(EXACT_VALUE_MARKERS)
+    return any(not markers.isdisjoint(tag.attrs) for row in rows for tag in row.find_all(True))

@@ -86,6 +86,9 @@ class SourceSpec:
     missing_key: str = ""
     default: Callable[[Settings], bool] = field(default=_never)
     extension: str = "json"
+    # Quotes of exchange pairs (base asset + quote asset) rather than coins: mapped to coins and converted
+    # to the vs currency by cryptoviz.pairs before they are reconciled.
+    pairs: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 < self.trust <= 1.0:

@@ -42,6 +42,7 @@ from psycopg import sql
 from cryptoviz.errors import StoreError
 from cryptoviz.gcpause import paused_gc
 from cryptoviz.models import CoinSnapshot
+from cryptoviz.store.candles import PG_MERGE, pg_new_rows
 from cryptoviz.store.engine import redact
 from cryptoviz.store.sink import WriteResult
 from cryptoviz.timeutil import utc_now
@@ -63,6 +64,9 @@ _SNAPSHOT_COLUMNS = (
     # The latest row of each coin in the batch (see _Batch), which alone carries the coin's earliest
     # observation in the batch.
     ("latest", "bool"), ("first_seen_at", "timestamptz"),
+    # Whether the snapshot makes a history row (write on change: CoinSnapshot.record), and each source's
+    # own price (a JSON object) for the candles' per-source closes.
+    ("record", "bool"), ("source_prices", "text"),
 )
 _QUOTE_COLUMNS = (
     ("seq", "int4"), ("currency_id", "text"), ("source", "text"), ("observed_at", "timestamptz"),
@@ -131,9 +135,13 @@ SAVEPOINT = "cryptoviz_new_rows"
 
 _HISTORY = ("currency_id", "observed_at", "rank", "price", "market_cap", "volume_24h", "change_1h",
             "change_24h", "change_7d", "confidence", "n_sources", "sources", "currency")
+# The new history rows, and the candle tiers updated from exactly those rows (a redelivered row is not
+# new, so it changes no candle); the statement's one result row is the number of history rows inserted.
+_INSERT_NEW = f"""INSERT INTO currency_data_history ({", ".join(_HISTORY)})
+    SELECT {", ".join(_HISTORY)} FROM {STAGE_SNAPSHOTS} WHERE record"""
 INSERT_HISTORY_NEW = f"""
-INSERT INTO currency_data_history ({", ".join(_HISTORY)})
-SELECT {", ".join(_HISTORY)} FROM {STAGE_SNAPSHOTS}
+WITH {pg_new_rows(_INSERT_NEW, STAGE_SNAPSHOTS, all_new=True)},{PG_MERGE}
+SELECT count(*) FROM inserted_rows
 """
 # Both merges, the savepoint and the optimistic history insert in one round trip (simple query protocol:
 # no parameters, so the write time goes in as a literal, between these two parts). Only the last
@@ -141,12 +149,15 @@ SELECT {", ".join(_HISTORY)} FROM {STAGE_SNAPSHOTS}
 _MERGE_AND_INSERT_HEAD, _MERGE_AND_INSERT_TAIL = ";\n".join(
     (MERGE_CURRENCIES.strip(), MERGE_CURRENT.strip(), f"SAVEPOINT {SAVEPOINT}", INSERT_HISTORY_NEW.strip())
 ).split("{now}")
+_INSERT_IDEMPOTENT = f"""INSERT INTO currency_data_history ({", ".join(_HISTORY)})
+    SELECT DISTINCT ON (currency_id, observed_at) {", ".join(_HISTORY)}
+    FROM {STAGE_SNAPSHOTS}
+    WHERE record
+    ORDER BY currency_id, observed_at, seq DESC
+    ON CONFLICT DO NOTHING"""
 INSERT_HISTORY = f"""
-INSERT INTO currency_data_history ({", ".join(_HISTORY)})
-SELECT DISTINCT ON (currency_id, observed_at) {", ".join(_HISTORY)}
-FROM {STAGE_SNAPSHOTS}
-ORDER BY currency_id, observed_at, seq DESC
-ON CONFLICT DO NOTHING
+WITH {pg_new_rows(_INSERT_IDEMPOTENT, STAGE_SNAPSHOTS, all_new=False)},{PG_MERGE}
+SELECT count(*) FROM inserted_rows
 """
 
 _QUOTES = ("currency_id", "source", "observed_at", "source_id", "price", "market_cap", "volume_24h",
@@ -183,7 +194,8 @@ class _Batch:
             if at.tzinfo is None:
                 at = at.replace(tzinfo=UTC)
             observed.append(at)
-            quotes += len(s.sources)
+            if s.record:
+                quotes += len(s.sources)
             coin = s.coin_id
             j = latest.get(coin)
             if j is None:
@@ -205,22 +217,27 @@ class _Batch:
         seq = 0
         for s, observed in zip(self.snapshots, self.observed, strict=True):
             ids: dict[str, str] = {}  # each source's id of the coin (a later value of a source wins)
+            prices: dict[str, float] = {}
             used: list[str] = []
             for v in s.sources:
                 source = v.source
                 ids[source] = v.source_id
+                prices[source] = v.price
                 if v.used:
                     used.append(source)
             first = first_seen(seq)
             yield (seq, s.coin_id, s.symbol, s.name, s.slug, s.coingecko_id, s.coinmarketcap_id, dumps(ids).decode(),
                    s.rank, s.price, s.market_cap, s.volume_24h, s.change_1h, s.change_24h, s.change_7d,
                    s.circulating_supply, s.total_supply, s.max_supply, s.confidence, len(used) or 1,
-                   ",".join(used)[:200], s.currency, observed, first is not None, first)
+                   ",".join(used)[:200], s.currency, observed, first is not None, first, s.record,
+                   dumps(prices).decode() if s.record and prices else None)
             seq += 1
 
     def quote_rows(self) -> Iterator[tuple[Any, ...]]:
         """``source_quotes`` rows (in its column order), in batch order."""
         for s, observed in zip(self.snapshots, self.observed, strict=True):
+            if not s.record:
+                continue
             coin = s.coin_id
             for v in s.sources:
                 last = v.last_updated
@@ -270,22 +287,27 @@ def _merge_and_insert(cur: psycopg.Cursor[Any], now: str, batch: _Batch) -> tupl
     idempotent merge. ``now`` is the write time as an SQL literal."""
     try:
         cur.execute(_MERGE_AND_INSERT_HEAD + now + _MERGE_AND_INSERT_TAIL)
-        while cur.nextset():  # the history insert's command tag is the last result
+        while cur.nextset():  # the history insert's count is the last result
             pass
-        history = max(cur.rowcount, 0)
+        history = _count(cur)
         if batch.quotes:
             _copy_rows(cur, COPY_SOURCE_QUOTES, SOURCE_QUOTE_TYPES, batch.quote_rows())
     except psycopg.errors.UniqueViolation:
         # Rows already stored (a redelivered batch) or one key twice in the batch: skip what exists.
         cur.execute(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
         cur.execute(INSERT_HISTORY)
-        history = max(cur.rowcount, 0)
+        history = _count(cur)
         if not batch.quotes:
             return history, 0
         _copy_rows(cur, COPY_QUOTES, QUOTE_TYPES, ((seq, *row) for seq, row in enumerate(batch.quote_rows())))
         cur.execute(INSERT_QUOTES)
         return history, max(cur.rowcount, 0)
     return history, batch.quotes  # the commit releases the savepoint
+
+
+def _count(cur: psycopg.Cursor[Any]) -> int:
+    row = cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 def mark_ready(info: dict[Any, Any]) -> None:

@@ -55,6 +55,11 @@ class SourceHealth:
     used: int = 0
     seconds: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
+    strategy: str | None = None  # scraped pages: the extraction strategy that read the last fetch
+    fell_back: bool = False  # an earlier strategy found nothing first
+    layout: str | None = None  # a layout-drift alarm in the newest run
+    feed: dict[str, Any] | None = None  # a push source's connection at the newest run (FeedStatus.as_json)
+    pairs: dict[str, Any] | None = None  # an exchange's pairs mapped / unmapped at the newest run
 
     def observe(self, report: Mapping[str, Any], at: datetime | None) -> None:
         """Account for one run's report of this source, ``at`` being the run's end (runs oldest first)."""
@@ -65,6 +70,11 @@ class SourceHealth:
         self.seconds = float(report.get("seconds") or 0.0)
         self.breaker = str(report.get("breaker") or "closed")
         self.reasons = {str(k): int(v) for k, v in (report.get("reasons") or {}).items()}
+        self.strategy = report.get("strategy") or self.strategy
+        self.fell_back = bool(report.get("fell_back"))
+        self.layout = report.get("layout")
+        self.feed = report.get("feed") or None
+        self.pairs = report.get("pairs") or self.pairs
         self.up = not report.get("error")
         if self.up:
             self.last_ok = at

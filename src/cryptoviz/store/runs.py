@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from cryptoviz.errors import StoreError
 from cryptoviz.models import Rejection
+from cryptoviz.sources.base import RawPage
 from cryptoviz.store.tables import pipeline_runs, quote_rejections
 from cryptoviz.timeutil import utc
 
@@ -30,11 +31,21 @@ class SourceReport:
     breaker: str = "closed"
     reasons: dict[str, int] = field(default_factory=dict)
     reused: int = 0  # quotes of an earlier fetch used again (the source was not due this cycle)
+    # Scraped pages: the extraction strategy that read them, whether an earlier strategy failed first, and
+    # a layout-drift alarm ("layout_changed: ..." when a page yielded nothing or far fewer coins than before).
+    strategy: str | None = None
+    fell_back: bool = False
+    layout: str | None = None
+    # Exchanges: pairs mapped to coins and the ones that were not (cryptoviz.pairs.MappingReport.as_json), and
+    # a push source's connection (cryptoviz.sources.base.FeedStatus.as_json).
+    pairs: dict[str, Any] | None = None
+    feed: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {"fetched": self.fetched, "rejected": self.rejected, "used": self.used, "pages": self.pages,
                 "seconds": round(self.seconds, 3), "error": self.error, "breaker": self.breaker,
-                "reasons": dict(self.reasons), "reused": self.reused}
+                "reasons": dict(self.reasons), "reused": self.reused, "strategy": self.strategy,
+                "fell_back": self.fell_back, "layout": self.layout, "pairs": self.pairs, "feed": self.feed}
 
 
 @dataclass(slots=True)
@@ -44,9 +55,15 @@ class RunReport:
     status: str = "ok"
     sources: dict[str, SourceReport] = field(default_factory=dict)
     published: int = 0
+    recorded: int = 0  # of the published, those that make a history row (write on change)
     coins: int = 0
     errors: list[str] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    # Pages whose layout no strategy could read, or that held far fewer coins than before: (page, reason),
+    # to be kept for a bug report (not stored in pipeline_runs).
+    suspect_pages: list[tuple[RawPage, str]] = field(default_factory=list)
+    # (source, source id) of the push quotes that arrived in this pass: the coins a live update publishes.
+    fresh: set[tuple[str, str]] = field(default_factory=set)
 
     @property
     def fetched(self) -> int:
@@ -66,7 +83,7 @@ def record_run(engine: sa.Engine, run: RunReport) -> int:
                 {"started_at": utc(run.started_at),
                  "finished_at": utc(run.finished_at) if run.finished_at else None,
                  "status": run.status, "fetched": run.fetched, "rejected": run.rejected,
-                 "published": run.published,
+                 "published": run.published, "recorded": run.recorded,
                  "sources": {name: r.as_json() for name, r in run.sources.items()},
                  "errors": list(run.errors)},
             ).scalar_one()

@@ -23,7 +23,7 @@ TS = sa.DateTime(timezone=True)
 NUM: sa.Double[float] = sa.Double()
 COIN_ID = sa.String(200)
 # JSONB on PostgreSQL: merged with || when a batch brings a source's id.
-SOURCE_IDS = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+SOURCE_IDS = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
 
 currencies = sa.Table(
     "currencies", metadata,
@@ -98,6 +98,39 @@ source_quotes = sa.Table(
     sa.Index("ix_source_quotes_observed_at", "observed_at"),
 )
 
+
+def _candles(name: str, width: str) -> sa.Table:
+    """OHLC of the consensus price per coin and ``width`` bucket, kept up to date as batches are stored
+    (see cryptoviz.store.candles)."""
+    return sa.Table(
+        name, metadata,
+        sa.Column("currency_id", COIN_ID, primary_key=True),
+        sa.Column("bucket", TS, primary_key=True, comment=f"start of the {width} bucket (UTC, epoch-aligned)"),
+        sa.Column("open", NUM, nullable=False),
+        sa.Column("high", NUM, nullable=False),
+        sa.Column("low", NUM, nullable=False),
+        sa.Column("close", NUM, nullable=False),
+        sa.Column("open_at", TS, nullable=False, comment="time of the first observation"),
+        sa.Column("close_at", TS, nullable=False, comment="time of the last observation"),
+        sa.Column("market_cap", NUM, comment="of the last observation"),
+        sa.Column("volume_24h", NUM, comment="of the last observation"),
+        sa.Column("n", sa.Integer, nullable=False, comment="history rows in the bucket"),
+        sa.Column("n_backfill", sa.Integer, nullable=False, server_default="0",
+                  comment="points a backfill added (0: live data only)"),
+        sa.Column("confidence_min", NUM, comment="lowest confidence of the history rows"),
+        sa.Column("sources", sa.String(200), nullable=False, comment="comma list of the sources behind it"),
+        sa.Column("source_close", SOURCE_IDS, comment="each source's own price at the last observation"),
+        sa.Index(f"ix_{name}_bucket", "bucket"),
+        # A candle is updated by every batch that brings a row of its bucket: room in each page keeps
+        # those updates HOT (no new index entries).
+        postgresql_with={"fillfactor": 50},
+    )
+
+
+candles_5m = _candles("candles_5m", "5-minute")
+candles_1h = _candles("candles_1h", "1-hour")
+candles_1d = _candles("candles_1d", "1-day")
+
 pipeline_runs = sa.Table(
     "pipeline_runs", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -107,6 +140,8 @@ pipeline_runs = sa.Table(
     sa.Column("fetched", sa.Integer, nullable=False, server_default="0"),
     sa.Column("rejected", sa.Integer, nullable=False, server_default="0"),
     sa.Column("published", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("recorded", sa.Integer, nullable=False, server_default="0",
+              comment="of the published, those that made a history row (write on change)"),
     sa.Column("sources", sa.JSON, nullable=False, 
               comment="per source: fetched, rejected, used, error, ms, breaker"),
     sa.Column("errors", sa.JSON, nullable=False),

@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from cryptoviz.errors import StoreError
 from cryptoviz.models import CoinSnapshot
+from cryptoviz.store.candles import Point, fold_into
 from cryptoviz.store.engine import insert_for, redact
 from cryptoviz.store.sink import WriteResult
 from cryptoviz.store.tables import currencies, currency_data, currency_data_history, source_quotes
@@ -27,6 +28,10 @@ logger = logging.getLogger(__name__)
 
 def _later(a: datetime, b: datetime) -> bool:
     return utc(a) > utc(b)
+
+
+# What a history row gives its candles (cryptoviz.store.candles.Point), in this order.
+_POINT_COLUMNS = ("currency_id", "observed_at", "price", "market_cap", "volume_24h", "confidence", "sources")
 
 
 def source_ids(snapshot: CoinSnapshot) -> dict[str, str]:
@@ -41,8 +46,9 @@ def _merged_ids(dialect: str, stored: Any, new: Any) -> Any:
     return sa.func.json_patch(sa.func.coalesce(stored, "{}"), new)
 
 
-def snapshot_rows(snapshots: Sequence[CoinSnapshot], now: datetime) -> dict[str, list[dict[str, Any]]]:
-    """Rows for each table, de-duplicated on each table's key (latest observation wins)."""
+def snapshot_rows(snapshots: Sequence[CoinSnapshot], now: datetime) -> dict[str, Any]:
+    """Rows for each table, de-duplicated on each table's key (latest observation wins), and each recorded
+    observation's source prices (``source_prices``: (coin, observed_at) -> {source: price})."""
     coins: dict[str, dict[str, Any]] = {}
     current: dict[str, dict[str, Any]] = {}
     history: dict[tuple[str, datetime], dict[str, Any]] = {}
@@ -73,6 +79,8 @@ def snapshot_rows(snapshots: Sequence[CoinSnapshot], now: datetime) -> dict[str,
             current[s.coin_id] = {**values, "circulating_supply": s.circulating_supply,
                                   "total_supply": s.total_supply, "max_supply": s.max_supply,
                                   "updated_at": now}
+        if not s.record:
+            continue  # current value only: nothing changed since the coin's last history row
         history[(s.coin_id, observed)] = values
         for v in s.sources:
             quotes[(s.coin_id, v.source, observed)] = {
@@ -82,8 +90,12 @@ def snapshot_rows(snapshots: Sequence[CoinSnapshot], now: datetime) -> dict[str,
                 "last_updated": utc(v.last_updated) if v.last_updated else None,
                 "used": v.used, "dropped_reason": v.dropped_reason,
             }
+    prices: dict[tuple[str, datetime], dict[str, float]] = {}
+    for (coin, source, observed), row in quotes.items():
+        prices.setdefault((coin, observed), {})[source] = row["price"]
     return {"currencies": list(coins.values()), "currency_data": list(current.values()),
-            "history": list(history.values()), "source_quotes": list(quotes.values())}
+            "history": list(history.values()), "source_quotes": list(quotes.values()),
+            "source_prices": prices}
 
 
 class SqlSink:
@@ -127,7 +139,7 @@ class SqlSink:
             "currency_data": upsert_current,
             # RETURNING counts the rows really inserted (rowcount is not reliable on every driver).
             "history": insert_for(currency_data_history, d).on_conflict_do_nothing()
-            .returning(currency_data_history.c.currency_id),
+            .returning(*(currency_data_history.c[name] for name in _POINT_COLUMNS)),
             "source_quotes": insert_for(source_quotes, d).on_conflict_do_nothing()
             .returning(source_quotes.c.currency_id),
         }
@@ -146,8 +158,14 @@ class SqlSink:
                     # executemany of one compiled statement: SQLAlchemy sends multi-row VALUES pages
                     # ("insertmanyvalues"), so no statement is compiled per batch.
                     result = conn.execute(self._statements[table], rows[table])
-                    if table in inserted:
-                        inserted[table] += len(result.all())
+                    if table == "history":
+                        # RETURNING gives the rows really inserted: those, and only those, make candles.
+                        new = [Point(r[0], utc(r[1]), r[2], r[3], r[4], r[5], r[6] or "",
+                                     rows["source_prices"].get((r[0], utc(r[1])))) for r in result.all()]
+                        inserted["history"] = len(new)
+                        fold_into(conn, new)
+                    elif table == "source_quotes":
+                        inserted[table] = len(result.all())
         except sa.exc.DBAPIError as exc:
             raise StoreError(
                 f"writing {len(snapshots)} snapshots to {redact(str(self.engine.url))} failed: "

@@ -9,16 +9,17 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi import Path as PathParam
 
+from cryptoviz.api import history as history_reader
 from cryptoviz.api import queries
-from cryptoviz.api.deps import EngineDep
+from cryptoviz.api.deps import EngineDep, SettingsDep
 from cryptoviz.api.errors import ERRORS, NOT_FOUND, ApiError, bad_parameter
-from cryptoviz.api.schemas import CandleOut, CoinDetail, CoinPage, CoinRow, HistoryOut, SourceQuoteOut
+from cryptoviz.api.schemas import CoinDetail, CoinGapOut, CoinPage, CoinRow, GapsOut, HistoryOut, SourceQuoteOut
+from cryptoviz.store.gaps import default_min_length, find_gaps
 from cryptoviz.timeutil import utc
 
-MAX_POINTS = 50_000  # raw points (or source points) in one history answer
-MAX_CANDLES = 10_000
 DEFAULT_RANGE = timedelta(hours=24)
-POINT_COLUMNS = ["observed_at", "price", "market_cap", "volume_24h", "confidence"]
+DEFAULT_GAP_RANGE = timedelta(days=7)
+MAX_TIER_ROWS = history_reader.MAX_TIER_ROWS
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _INTERVAL = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$", re.IGNORECASE)
@@ -68,18 +69,29 @@ def get_coin(engine: EngineDep, coin_id: CoinId) -> CoinDetail:
 
 
 @router.get("/api/coins/{coin_id}/history", response_model=HistoryOut, responses={**ERRORS, **NOT_FOUND},
-            summary="History: raw points or OHLC candles",
-            description="Without `interval`: raw consensus points. With `interval` (30s, 1m, 5m, 1h, 1d or "
-                        "seconds): OHLC candles (open = first price, close = last, volume = last 24h volume). "
-                        "`sources=true` adds each source's own price line. Default range: the last 24 hours.")
+            summary="History: raw points or OHLC candles, from the tier that fits",
+            description="The answer is read from the tier that fits the range and the step, and says which "
+                        "(`tier`: raw, 5m, 1h, 1d; `interval`: the step used; `note`: why, when it differs from "
+                        "what was asked). Without `interval`: raw consensus points for a range up to 2 days "
+                        "that the raw rows cover, else candles of an automatic step (at most `max_candles`). "
+                        "With `interval` (30s, 1m, 5m, 1h, 1d or seconds): OHLC candles (open = first price, "
+                        "close = last, volume = last 24h volume, `n` observations, `n_backfill` backfilled "
+                        "points, lowest confidence); a step finer than the stored tiers where the raw rows "
+                        "are gone, or too fine for the range, gives coarser candles. `sources=true` adds each "
+                        "source's own price line. `gaps` lists the stretches without data. Default range: the "
+                        "last 24 hours.")
 def history(
     engine: EngineDep,
+    settings: SettingsDep,
     coin_id: CoinId,
     start: Annotated[datetime | None, Query(description="ISO-8601 start (default: end - 24h).")] = None,
     end: Annotated[datetime | None, Query(description="ISO-8601 end (default: now).")] = None,
     interval: Annotated[str | None, Query(max_length=20, description="Candle size, e.g. 1m, 5m, 1h, 1d, "
                                                                    "or seconds.")] = None,
     sources: Annotated[bool, Query(description="Add each source's own price line.")] = False,
+    max_candles: Annotated[int, Query(ge=10, le=MAX_TIER_ROWS, description="Without interval, when the answer "
+                                      "is candles: the automatic step gives at most this many.")]
+    = history_reader.DEFAULT_MAX_CANDLES,
 ) -> HistoryOut:
     stop = utc(end) if end is not None else datetime.now(UTC)
     begin = utc(start) if start is not None else stop - DEFAULT_RANGE
@@ -93,24 +105,50 @@ def history(
             raise bad_parameter("interval", str(exc)) from None
     if not queries.coin_exists(engine, coin_id):
         raise _unknown(coin_id)
-    points = candles = None
-    if step is None:
-        points = queries.history_points(engine, coin_id, begin, stop, MAX_POINTS + 1)
-        if len(points) > MAX_POINTS:
-            raise bad_parameter("interval", f"more than {MAX_POINTS} points in the range: pass an interval "
-                                            "(e.g. interval=1h) or a shorter range")
-    else:
-        found = queries.history_candles(engine, coin_id, begin, stop, step, MAX_CANDLES + 1)
-        if len(found) > MAX_CANDLES:
-            raise bad_parameter("interval", f"more than {MAX_CANDLES} candles of {step}s in the range: "
-                                            "pass a larger interval or a shorter range")
-        candles = [CandleOut(time=c.time, open=c.open, high=c.high, low=c.low, close=c.close,
-                             volume=c.volume, n=c.n) for c in found]
-    lines = None
-    if sources:
-        lines = queries.source_lines(engine, coin_id, begin, stop, MAX_POINTS + 1)
-        if sum(len(v) for v in lines.values()) > MAX_POINTS:
-            raise bad_parameter("sources", f"more than {MAX_POINTS} source points in the range: "
-                                           "pass a shorter range")
-    return HistoryOut(coin=coin_id, start=begin, end=stop, interval=step, columns=POINT_COLUMNS,
-                      points=points, candles=candles, sources=lines)
+    request = history_reader.Request(coin_id, begin, stop, step, sources, max_candles,
+                                     min_gap=default_min_length(settings).total_seconds())
+    return history_reader.read(engine, request)
+
+
+def _gaps(engine: EngineDep, settings: SettingsDep, coins: list[str] | None, start: datetime | None,
+          end: datetime | None, min_length: str | None, limit: int) -> GapsOut:
+    stop = utc(end) if end is not None else datetime.now(UTC)
+    begin = utc(start) if start is not None else stop - DEFAULT_GAP_RANGE
+    if begin >= stop:
+        raise bad_parameter("start", f"start ({begin.isoformat()}) must be before end ({stop.isoformat()})")
+    shortest = default_min_length(settings)
+    if min_length is not None:
+        try:
+            shortest = timedelta(seconds=parse_interval(min_length))
+        except ValueError as exc:
+            raise bad_parameter("min_length", str(exc)) from None
+    found = find_gaps(engine, since=begin, until=stop, min_length=shortest, limit=limit, coins=coins)
+    return GapsOut(start=begin, end=stop, min_length=shortest.total_seconds(),
+                   gaps=[CoinGapOut(coin=g.coin, start=g.start, end=g.end, seconds=g.length.total_seconds())
+                         for g in found])
+
+
+GapStart = Annotated[datetime | None, Query(description="ISO-8601: gaps ending from here (default: end - 7 days).")]
+GapEnd = Annotated[datetime | None, Query(description="ISO-8601: gaps ending until here (default: now).")]
+MinLength = Annotated[str | None, Query(max_length=20, description="Shortest gap, e.g. 30m, 2h (default: twice "
+                                                                   "the history heartbeat).")]
+GapLimit = Annotated[int, Query(ge=1, le=1000, description="At most this many gaps, longest first.")]
+
+
+@router.get("/api/coins/{coin_id}/gaps", response_model=GapsOut, responses={**ERRORS, **NOT_FOUND},
+            summary="Stretches without data of one coin",
+            description="Time ranges in which the coin got no history row although it should have (longer than "
+                        "twice the history heartbeat), longest first. A gap a backfill filled is not reported.")
+def coin_gaps(engine: EngineDep, settings: SettingsDep, coin_id: CoinId, start: GapStart = None,
+              end: GapEnd = None, min_length: MinLength = None, limit: GapLimit = 100) -> GapsOut:
+    if not queries.coin_exists(engine, coin_id):
+        raise _unknown(coin_id)
+    return _gaps(engine, settings, [coin_id], start, end, min_length, limit)
+
+
+@router.get("/api/gaps", response_model=GapsOut, responses=ERRORS, summary="Stretches without data, all coins",
+            description="The longest gaps of every coin in the range (an outage of the pipeline shows in every "
+                        "coin), longest first.")
+def gaps(engine: EngineDep, settings: SettingsDep, start: GapStart = None, end: GapEnd = None,
+         min_length: MinLength = None, limit: GapLimit = 100) -> GapsOut:
+    return _gaps(engine, settings, None, start, end, min_length, limit)

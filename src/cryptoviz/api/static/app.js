@@ -17,6 +17,8 @@
   const SOURCE_COLORS = ["#f59e0b", "#c084fc", "#f472b6", "#2dd4bf", "#facc15"];
   const CONSENSUS_COLOR = "#60a5fa";
   const STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 21600, 43200, 86400];
+  const RAW_RANGE = 2 * 86400; // the API answers raw points up to this range (where raw rows are kept)
+  const LONG_CANDLES = 300; // beyond that, at most this many candles of a step the API picks
   const DEFAULT_DIR = { rank: "asc", name: "asc" };
 
   const state = {
@@ -25,7 +27,8 @@
     selected: params.get("coin"),
     range: 86400,
     interval: "auto",
-    chart: null, // {coin, step, candles: [...], line: {x, y}, sources: {name: {x, y}}}
+    chart: null, // {coin, step, tier, note, gapAfter, candles: [...], line: {x, y}, sources: {name: {x, y}}} (x in ms)
+    total: 0,
     lastObserved: null,
     sourceColors: {},
     loadingChart: 0,
@@ -180,42 +183,92 @@
       el("span", { class: "bar" }, fill), el("span", { text: pct + "%" }));
   }
 
-  function renderTable(previous) {
+  // Rows stay in the page: a change rewrites the cells that changed (the price flashes green up, red
+  // down) and the rows that moved are re-inserted in their new place; the selection stays.
+  const rowNodes = new Map(); // coin id -> <tr>
+
+  function setCell(td, text, cls) {
+    if (td.textContent !== text) td.textContent = text;
+    if (cls !== undefined && td.className !== cls) td.className = cls;
+  }
+
+  function flash(td, up) {
+    td.classList.remove("flash-up", "flash-down");
+    void td.offsetWidth; // restart the animation when the previous flash is not over
+    td.classList.add(up ? "flash-up" : "flash-down");
+    td.dataset.flash = up ? "up" : "down";
+  }
+
+  function makeRow(coin) {
+    const tr = el("tr", { "data-testid": "coin-row", "data-id": coin.id });
+    const cell = (col, cls) => el("td", { class: cls, "data-col": col });
+    const price = el("td", { class: "num", "data-col": "price", "data-testid": "price" });
+    price.addEventListener("animationend", () => price.classList.remove("flash-up", "flash-down"));
+    tr.append(cell("rank", "num muted"), cell("name"), price, cell("change_1h", "num"), cell("change_24h", "num"),
+      cell("change_7d", "num"), cell("market_cap", "num"), cell("volume_24h", "num"), cell("confidence", "num"),
+      cell("n_sources", "num"));
+    tr.addEventListener("click", () => selectCoin(tr.dataset.id));
+    return tr;
+  }
+
+  function fillRow(tr, coin, flashes) {
+    const cells = tr.cells;
+    setCell(cells[0], String(coin.rank ?? "—"));
+    const symbol = coin.symbol.toUpperCase();
+    if (tr.dataset.name !== coin.name + symbol) {
+      tr.dataset.name = coin.name + symbol;
+      cells[1].replaceChildren(el("span", { class: "name-cell" },
+        el("span", { text: coin.name }), el("span", { class: "sym", text: symbol })));
+    }
+    const old = tr.price;
+    setCell(cells[2], fmtPrice(coin.price, coin.currency));
+    if (flashes && old !== undefined && old !== coin.price) flash(cells[2], coin.price > old);
+    tr.price = coin.price;
+    ["change_1h", "change_24h", "change_7d"].forEach((key, k) => {
+      const p = fmtPct(coin[key]);
+      setCell(cells[3 + k], p.text, "num " + p.cls);
+    });
+    setCell(cells[6], fmtCompact(coin.market_cap, coin.currency));
+    setCell(cells[7], fmtCompact(coin.volume_24h, coin.currency));
+    if (tr.confidence !== coin.confidence) {
+      tr.confidence = coin.confidence;
+      cells[8].replaceChildren(confidenceCell(coin.confidence));
+    }
+    setCell(cells[9], String(coin.n_sources));
+    cells[9].title = coin.sources.join(", ");
+  }
+
+  // changed: the ids to rewrite (null: every row); flashes: show price moves.
+  function renderTable(changed = null, flashes = true) {
     const body = $("rows");
     const rows = sortedCoins();
-    body.replaceChildren();
     if (!rows.length) {
-      body.append(el("tr", { class: "empty" }, el("td", { colspan: "10",
+      rowNodes.clear();
+      body.replaceChildren(el("tr", { class: "empty" }, el("td", { colspan: "10",
         text: "No data yet: start the job (`cryptoviz run`) or the demo (`make demo`)." })));
       return;
     }
-    for (const coin of rows) {
-      const tr = el("tr", { "data-testid": "coin-row", "data-id": coin.id });
-      if (coin.id === state.selected) tr.classList.add("selected");
-      const price = el("td", { class: "num", "data-col": "price", "data-testid": "price", text: fmtPrice(coin.price, coin.currency) });
-      const old = previous && previous.get(coin.id);
-      if (old && old.price !== coin.price) {
-        price.classList.add(coin.price > old.price ? "flash-up" : "flash-down");
-        price.addEventListener("animationend", () => price.classList.remove("flash-up", "flash-down"), { once: true });
+    const keep = new Set(rows.map((c) => c.id));
+    for (const [id, tr] of rowNodes) {
+      if (!keep.has(id)) {
+        tr.remove();
+        rowNodes.delete(id);
       }
-      const pct = (key) => {
-        const p = fmtPct(coin[key]);
-        return el("td", { class: "num " + p.cls, "data-col": key, text: p.text });
-      };
-      tr.append(
-        el("td", { class: "num muted", "data-col": "rank", text: coin.rank ?? "—" }),
-        el("td", { "data-col": "name" }, el("span", { class: "name-cell" },
-          el("span", { text: coin.name }), el("span", { class: "sym", text: coin.symbol.toUpperCase() }))),
-        price,
-        pct("change_1h"), pct("change_24h"), pct("change_7d"),
-        el("td", { class: "num", "data-col": "market_cap", text: fmtCompact(coin.market_cap, coin.currency) }),
-        el("td", { class: "num", "data-col": "volume_24h", text: fmtCompact(coin.volume_24h, coin.currency) }),
-        el("td", { class: "num", "data-col": "confidence" }, confidenceCell(coin.confidence)),
-        el("td", { class: "num", "data-col": "n_sources", title: coin.sources.join(", "), text: String(coin.n_sources) }),
-      );
-      tr.addEventListener("click", () => selectCoin(coin.id));
-      body.append(tr);
     }
+    for (const stale of body.querySelectorAll("tr:not([data-id])")) stale.remove();
+    rows.forEach((coin, index) => {
+      let tr = rowNodes.get(coin.id);
+      if (!tr) {
+        tr = makeRow(coin);
+        rowNodes.set(coin.id, tr);
+        fillRow(tr, coin, false);
+      } else if (changed === null || changed.has(coin.id)) {
+        fillRow(tr, coin, flashes);
+      }
+      tr.classList.toggle("selected", coin.id === state.selected);
+      const here = body.children[index];
+      if (here !== tr) body.insertBefore(tr, here || null); // only the rows that moved
+    });
   }
 
   function renderHeaders() {
@@ -234,7 +287,7 @@
         if (state.sort.key === key) state.sort.dir = state.sort.dir === "asc" ? "desc" : "asc";
         else state.sort = { key, dir: DEFAULT_DIR[key] || "desc" };
         renderHeaders();
-        renderTable(null);
+        renderTable(null, false);
       });
     }
     renderHeaders();
@@ -248,18 +301,38 @@
     $("last-age").textContent = fmtAgo(iso);
   }
 
-  function applyCoins(coins, total, observedAt) {
-    const previous = new Map(state.coins.map((c) => [c.id, c]));
-    state.coins = coins;
-    $("coin-count").textContent = `${total} coins`;
-    renderTable(previous.size ? previous : null);
-    setLastUpdate(observedAt);
+  function startOnce(coins) {
     if (!state.started && coins.length) {
       // The first data: show ?coin=... when given, else bitcoin, else the first row.
       state.started = true;
       const bitcoin = coins.find((c) => c.id === "bitcoin");
       selectCoin(state.selected || (bitcoin || sortedCoins()[0]).id);
     }
+  }
+
+  // A whole list (the first page, or a snapshot of the stream).
+  function applyCoins(coins, total, observedAt) {
+    state.coins = coins;
+    state.total = total;
+    $("coin-count").textContent = `${total} coins`;
+    renderTable(null, true);
+    setLastUpdate(observedAt);
+    const selected = coins.find((c) => c.id === state.selected);
+    if (selected) followSelected(selected);
+    startOnce(coins);
+  }
+
+  // A delta of the stream: only the changed rows, and the ids that left the list.
+  function applyDelta(coins, removed, observedAt) {
+    const byId = new Map(state.coins.map((c) => [c.id, c]));
+    for (const id of removed || []) byId.delete(id);
+    for (const coin of coins) byId.set(coin.id, coin);
+    state.coins = [...byId.values()];
+    renderTable(new Set(coins.map((c) => c.id)), true);
+    if (observedAt) setLastUpdate(observedAt);
+    const selected = coins.find((c) => c.id === state.selected);
+    if (selected) followSelected(selected);
+    startOnce(state.coins);
   }
 
   // --- selected coin ------------------------------------------------------------------------------------
@@ -302,61 +375,148 @@
     return `api/coins/${encodeURIComponent(id)}/history?${q}`;
   }
 
+  function rangeBounds(coin) {
+    const latest = coin ? new Date(coin.observed_at) : new Date();
+    const end = new Date(Math.max(latest.getTime(), Date.now()) + 1000);
+    // "all": from the epoch; the API measures the range from the coin's first observation.
+    const start = state.range === "all" ? new Date(0) : new Date(latest.getTime() - state.range * 1000);
+    return { start, end };
+  }
+
+  const ms = (iso) => new Date(iso).getTime();
+
+  function sourceLines(sources) {
+    const out = {};
+    for (const [name, line] of Object.entries(sources || {})) {
+      out[name] = { x: line.map((p) => ms(p[0])), y: line.map((p) => p[1]) };
+    }
+    return out;
+  }
+
+  function candlesOf(answer) {
+    return (answer.candles || []).map((c) => ({
+      t: ms(c.time), open: c.open, high: c.high, low: c.low, close: c.close, backfilled: c.backfilled,
+      closeAt: c.close_at ? ms(c.close_at) : ms(c.time) + answer.interval * 500,
+    }));
+  }
+
+  // The API picks the tier (raw rows, 5-minute, hourly or daily candles) from the range and the step.
   async function loadChart(id) {
     const ticket = ++state.loadingChart;
     const coin = state.coins.find((c) => c.id === id);
-    const latest = coin ? new Date(coin.observed_at) : new Date();
-    const end = new Date(Math.max(latest.getTime(), Date.now()) + 1000);
-    const start = new Date(latest.getTime() - state.range * 1000);
-    const raw = await api(historyUrl(id, start, end, { sources: "true" }));
-    const times = raw.points.map((p) => new Date(p[0]).getTime());
-    const step = state.interval === "auto" ? autoStep(times) : state.interval;
-    const ohlc = await api(historyUrl(id, start, end, { interval: String(step) }));
-    if (ticket !== state.loadingChart) return; // another coin was selected meanwhile
-    const seconds = ohlc.interval;
-    const sources = {};
-    for (const [name, line] of Object.entries(raw.sources || {})) {
-      sources[name] = { x: line.map((p) => p[0]), y: line.map((p) => p[1]) };
+    const { start, end } = rangeBounds(coin);
+    const explicit = state.interval !== "auto";
+    const short = state.range !== "all" && state.range <= RAW_RANGE;
+    let base = null;
+    if (!explicit || short) {
+      base = await api(historyUrl(id, start, end, { sources: "true", max_candles: String(LONG_CANDLES) }));
     }
-    state.chart = {
-      coin: id,
-      step: seconds,
-      candles: ohlc.candles.map((c) => ({ t: new Date(c.time).getTime(), open: c.open, high: c.high, low: c.low, close: c.close })),
-      line: { x: raw.points.map((p) => p[0]), y: raw.points.map((p) => p[1]) },
-      sources,
-    };
+    let chart;
+    if (base && base.points) {
+      // Raw points: the consensus line as observed, candles of a step that suits the points.
+      const times = base.points.map((p) => ms(p[0]));
+      const step = explicit ? state.interval : autoStep(times);
+      const ohlc = await api(historyUrl(id, start, end, { interval: String(step) }));
+      chart = {
+        step: ohlc.interval, tier: ohlc.tier, lineTier: base.tier, note: ohlc.note, gapAfter: base.gap_after,
+        candles: candlesOf(ohlc),
+        line: { x: times, y: base.points.map((p) => p[1]) }, sources: sourceLines(base.sources),
+      };
+    } else {
+      // Candles: the consensus line through each candle's last observation, per-source closes beside it.
+      const answer = base && !explicit ? base
+        : await api(historyUrl(id, start, end, { interval: state.interval, sources: "true" }));
+      const candles = candlesOf(answer);
+      chart = {
+        step: answer.interval, tier: answer.tier, lineTier: answer.tier, note: answer.note, gapAfter: answer.gap_after,
+        candles,
+        line: { x: candles.map((c) => c.closeAt), y: candles.map((c) => c.close) }, sources: sourceLines(answer.sources),
+      };
+    }
+    if (ticket !== state.loadingChart) return; // another coin or range was selected meanwhile
+    state.chart = { coin: id, range: String(state.range), interval: state.interval, ...chart };
     drawChart();
+    const latest = state.coins.find((c) => c.id === id);
+    if (latest) appendToChart(latest, null); // what the stream brought while the history loaded
+  }
+
+  // A line with a null wherever two points are further apart than `gapAfter` seconds: a gap stays a gap.
+  function gapped(xs, ys, gapAfter) {
+    const x = [];
+    const y = [];
+    const limit = (gapAfter || Infinity) * 1000;
+    for (let i = 0; i < xs.length; i++) {
+      if (i && xs[i] - xs[i - 1] > limit) {
+        x.push(plotTime((xs[i] + xs[i - 1]) / 2));
+        y.push(null);
+      }
+      x.push(plotTime(xs[i]));
+      y.push(ys[i]);
+    }
+    return { x, y };
+  }
+
+  function candleTrace(candles, step, name, colors) {
+    const half = (step * 1000) / 2;
+    return {
+      type: "candlestick", name,
+      x: candles.map((c) => plotTime(c.t + half)),
+      open: candles.map((c) => c.open), high: candles.map((c) => c.high),
+      low: candles.map((c) => c.low), close: candles.map((c) => c.close),
+      increasing: { line: { color: colors.up }, fillcolor: colors.upFill },
+      decreasing: { line: { color: colors.down }, fillcolor: colors.downFill },
+      whiskerwidth: 0.4, opacity: colors.opacity,
+    };
+  }
+
+  const TIER_TEXT = { raw: "raw observations", "5m": "5-minute candles", "1h": "hourly candles", "1d": "daily candles" };
+
+  function renderChartInfo(chart) {
+    const node = $("chart-info");
+    const parts = [`${labelStep(chart.step)} candles from ${TIER_TEXT[chart.tier] || chart.tier}`];
+    if (chart.lineTier !== chart.tier) parts.push(`line from ${TIER_TEXT[chart.lineTier] || chart.lineTier}`);
+    const backfilled = chart.candles.filter((c) => c.backfilled).length;
+    if (backfilled) parts.push(`${backfilled} backfilled (lighter)`);
+    if (chart.note) parts.push(chart.note);
+    node.textContent = parts.join(" · ");
+    node.dataset.tier = chart.tier;
+    node.dataset.lineTier = chart.lineTier;
+    node.dataset.range = chart.range; // what the chart shows (the buttons change state.range at once)
+    node.dataset.interval = chart.interval;
+    node.dataset.step = String(chart.step);
   }
 
   function drawChart() {
     const node = $("chart");
     const chart = state.chart;
     if (!window.Plotly || !chart) return;
-    if (!chart.line.x.length) {
+    renderChartInfo(chart);
+    if (!chart.line.x.length && !chart.candles.length) {
       window.Plotly.purge(node);
       node.replaceChildren(el("div", { class: "placeholder", text: "No history in this range yet." }));
       return;
     }
-    const half = (chart.step * 1000) / 2;
-    const traces = [{
-      type: "candlestick", name: `OHLC ${labelStep(chart.step)}`,
-      x: chart.candles.map((c) => plotTime(c.t + half)),
-      open: chart.candles.map((c) => c.open), high: chart.candles.map((c) => c.high),
-      low: chart.candles.map((c) => c.low), close: chart.candles.map((c) => c.close),
-      increasing: { line: { color: "#22c55e" }, fillcolor: "rgba(34,197,94,.55)" },
-      decreasing: { line: { color: "#ef4444" }, fillcolor: "rgba(239,68,68,.55)" },
-      whiskerwidth: 0.4, opacity: 0.9,
-    }, {
-      type: "scatter", mode: "lines", name: "consensus",
-      x: chart.line.x.map(plotTime), y: chart.line.y,
-      line: { color: CONSENSUS_COLOR, width: 2.5 },
-    }];
+    const line = gapped(chart.line.x, chart.line.y, chart.gapAfter);
+    const traces = [
+      candleTrace(chart.candles.filter((c) => !c.backfilled), chart.step, `OHLC ${labelStep(chart.step)}`, {
+        up: "#22c55e", upFill: "rgba(34,197,94,.55)", down: "#ef4444", downFill: "rgba(239,68,68,.55)", opacity: 0.9,
+      }), {
+        type: "scatter", mode: "lines", name: "consensus", x: line.x, y: line.y, connectgaps: false,
+        line: { color: CONSENSUS_COLOR, width: 2.5 },
+      }];
     for (const name of Object.keys(chart.sources).sort()) {
-      const line = chart.sources[name];
+      const source = gapped(chart.sources[name].x, chart.sources[name].y, chart.gapAfter);
       traces.push({
-        type: "scatter", mode: "lines", name, x: line.x.map(plotTime), y: line.y,
+        type: "scatter", mode: "lines", name, x: source.x, y: source.y, connectgaps: false,
         line: { color: sourceColor(name), width: 1.5, dash: "dot" }, opacity: 0.9,
       });
+    }
+    const backfilled = chart.candles.filter((c) => c.backfilled);
+    if (backfilled.length) {
+      traces.push(candleTrace(backfilled, chart.step, "backfilled", {
+        up: "rgba(134,239,172,.6)", upFill: "rgba(134,239,172,.25)", down: "rgba(252,165,165,.6)",
+        downFill: "rgba(252,165,165,.25)", opacity: 0.6,
+      }));
     }
     const layout = {
       paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
@@ -374,39 +534,102 @@
   }
 
   function labelStep(seconds) {
+    if (seconds % 604800 === 0) return `${seconds / 604800}w`;
     if (seconds % 86400 === 0) return `${seconds / 86400}d`;
     if (seconds % 3600 === 0) return `${seconds / 3600}h`;
     if (seconds % 60 === 0) return `${seconds / 60}m`;
     return `${seconds}s`;
   }
 
-  // A new consensus value for the selected coin: extend the line, update or open a candle.
+  // Redraws at most every DRAW_EVERY ms however often live values come.
+  const DRAW_EVERY = 250;
+  let drawTimer = null;
+  let lastDraw = 0;
+  function scheduleDraw() {
+    if (drawTimer !== null) return;
+    drawTimer = window.setTimeout(() => {
+      drawTimer = null;
+      lastDraw = Date.now();
+      drawChart();
+    }, Math.max(0, lastDraw + DRAW_EVERY - Date.now()));
+  }
+
+  // Points and candles older than the range shown are dropped as the chart moves on.
+  function trimChart(chart, now) {
+    if (chart.range === "all") return;
+    const start = now - Number(chart.range) * 1000;
+    if (!chart.line.x.length || chart.line.x[0] >= start - Number(chart.range) * 50) return; // 5 % slack
+    const from = chart.line.x.findIndex((x) => x >= start);
+    chart.line.x.splice(0, from < 0 ? chart.line.x.length : from);
+    chart.line.y.splice(0, from < 0 ? chart.line.y.length : from);
+    chart.candles = chart.candles.filter((c) => c.t + chart.step * 1000 > start);
+  }
+
+  // A new consensus value for the selected coin: update the candle of its bucket (or open one) and extend
+  // the line. With raw points the line gains the point; with candles only, the line goes through each
+  // candle's last observation, so the point replaces the current candle's close.
   function appendToChart(coin, quotes) {
     const chart = state.chart;
     if (!chart || chart.coin !== coin.id) return;
+    const t = ms(coin.observed_at);
     const last = chart.line.x[chart.line.x.length - 1];
-    const t = new Date(coin.observed_at).getTime();
-    if (last && new Date(last).getTime() >= t) return;
-    chart.line.x.push(coin.observed_at);
-    chart.line.y.push(coin.price);
-    const bucket = Math.floor(t / 1000 / chart.step) * chart.step * 1000;
-    const candle = chart.candles[chart.candles.length - 1];
-    if (candle && candle.t === bucket) {
-      candle.high = Math.max(candle.high, coin.price);
-      candle.low = Math.min(candle.low, coin.price);
-      candle.close = coin.price;
-    } else {
-      chart.candles.push({ t: bucket, open: coin.price, high: coin.price, low: coin.price, close: coin.price });
+    if (last !== undefined && last >= t) { // known already; the sources' values may be new
+      if (appendQuotes(chart, quotes)) scheduleDraw();
+      return;
     }
+    let sameCandle = false;
+    if (chart.step) {
+      const bucket = Math.floor(t / 1000 / chart.step) * chart.step * 1000;
+      const candle = chart.candles[chart.candles.length - 1];
+      sameCandle = Boolean(candle && candle.t === bucket);
+      if (sameCandle) {
+        candle.high = Math.max(candle.high, coin.price);
+        candle.low = Math.min(candle.low, coin.price);
+        candle.close = coin.price;
+        candle.closeAt = t;
+      } else if (!candle || candle.t < bucket) {
+        chart.candles.push({ t: bucket, open: coin.price, high: coin.price, low: coin.price, close: coin.price,
+          backfilled: false, closeAt: t });
+      }
+    }
+    if (chart.lineTier !== "raw" && sameCandle && chart.line.x.length) {
+      chart.line.x[chart.line.x.length - 1] = t;
+      chart.line.y[chart.line.y.length - 1] = coin.price;
+    } else {
+      chart.line.x.push(t);
+      chart.line.y.push(coin.price);
+    }
+    appendQuotes(chart, quotes);
+    trimChart(chart, t);
+    scheduleDraw();
+  }
+
+  function appendQuotes(chart, quotes) {
+    let added = false;
     for (const q of quotes || []) {
       const line = chart.sources[q.source] || (chart.sources[q.source] = { x: [], y: [] });
       const lastSource = line.x[line.x.length - 1];
-      if (!lastSource || new Date(lastSource).getTime() < new Date(q.observed_at).getTime()) {
-        line.x.push(q.observed_at);
+      const at = ms(q.observed_at);
+      if (lastSource === undefined || lastSource < at) {
+        line.x.push(at);
         line.y.push(q.price);
+        added = true;
       }
     }
-    drawChart();
+    return added;
+  }
+
+  // The selected coin changed in the stream: its figures and chart follow at once; each source's own
+  // value (not in the stream) is read again at most every QUOTES_EVERY ms.
+  const QUOTES_EVERY = 10000;
+  let quotesAt = 0;
+  function followSelected(coin) {
+    renderCoinHead(coin, null);
+    appendToChart(coin, null);
+    if (Date.now() - quotesAt > QUOTES_EVERY) {
+      quotesAt = Date.now();
+      refreshSelected(coin.id);
+    }
   }
 
   async function selectCoin(id) {
@@ -418,6 +641,7 @@
       const detail = await api(`api/coins/${encodeURIComponent(id)}`);
       if (state.selected !== id) return;
       renderCoinHead(detail, detail.source_quotes);
+      quotesAt = Date.now();
       await loadChart(id);
       showBanner(null);
     } catch (error) {
@@ -439,7 +663,7 @@
   function setupControls() {
     for (const button of document.querySelectorAll("[data-range]")) {
       button.addEventListener("click", () => {
-        state.range = Number(button.dataset.range);
+        state.range = button.dataset.range === "all" ? "all" : Number(button.dataset.range);
         for (const b of document.querySelectorAll("[data-range]")) b.classList.toggle("active", b === button);
         if (state.selected) loadChart(state.selected).catch(reportError);
       });
@@ -513,6 +737,13 @@
   }
 
   // --- live stream --------------------------------------------------------------------------------------
+  // `snapshot`: the whole list; `delta`: the changed rows, numbered (a gap: reconnect for a snapshot);
+  // `error` with data: the server's database does not answer. A snapshot comes at least every 30 s, so a
+  // stream silent for STALE_AFTER ms is reopened.
+
+  const STALE_AFTER = 70000;
+  const live = { source: null, seq: null, lastEventAt: 0 };
+  let lastSourcesLoad = 0;
 
   function setLive(stateName, label) {
     const node = document.querySelector("[data-testid=live-indicator]");
@@ -520,26 +751,67 @@
     node.querySelector(".live-label").textContent = label;
   }
 
-  let lastSourcesLoad = 0;
+  function renderStreamAge() {
+    const node = $("stream-age");
+    if (!live.lastEventAt) return;
+    const seconds = Math.max(0, Math.round((Date.now() - live.lastEventAt) / 1000));
+    node.textContent = `stream ${seconds}s ago`;
+    node.dataset.age = String(seconds);
+    if (live.source && Date.now() - live.lastEventAt > STALE_AFTER) reconnect();
+  }
+
+  function received() {
+    live.lastEventAt = Date.now();
+    setLive("live", "live");
+    renderStreamAge();
+    if (Date.now() - lastSourcesLoad > 10000) {
+      lastSourcesLoad = Date.now();
+      loadSources();
+    }
+  }
+
+  function reconnect() {
+    if (live.source) live.source.close();
+    live.source = null;
+    setLive("reconnecting", "reconnecting");
+    window.setTimeout(connect, 1000);
+  }
+
   function connect() {
     const url = "api/stream" + (token ? "?token=" + encodeURIComponent(token) : "");
     const source = new EventSource(url);
-    source.addEventListener("open", () => setLive("live", "live"));
-    source.addEventListener("error", () => {
-      setLive(source.readyState === EventSource.CLOSED ? "offline" : "reconnecting",
-        source.readyState === EventSource.CLOSED ? "offline" : "reconnecting");
-    });
-    source.addEventListener("snapshot", (event) => {
-      setLive("live", "live");
+    live.source = source;
+    live.seq = null;
+    live.lastEventAt = Date.now();
+    const current = (handler) => (event) => { if (source === live.source) handler(event); };
+    source.addEventListener("open", current(() => setLive("live", "live")));
+    source.addEventListener("error", current((event) => {
+      if (event.data !== undefined) { // an `event: error` of the server
+        live.lastEventAt = Date.now();
+        setLive("degraded", "database unavailable");
+        return;
+      }
+      const closed = source.readyState === EventSource.CLOSED;
+      setLive(closed ? "offline" : "reconnecting", closed ? "offline" : "reconnecting");
+      live.seq = null; // the browser reconnects; the new stream starts with a snapshot
+    }));
+    source.addEventListener("snapshot", current((event) => {
       const data = JSON.parse(event.data);
+      live.seq = data.seq ?? null;
+      received();
       applyCoins(data.coins, data.total, data.observed_at);
       showBanner(null);
-      if (state.selected && state.chart) refreshSelected(state.selected); // also a coin beyond the top 100
-      if (Date.now() - lastSourcesLoad > 10000) {
-        lastSourcesLoad = Date.now();
-        loadSources();
+    }));
+    source.addEventListener("delta", current((event) => {
+      const data = JSON.parse(event.data);
+      if (live.seq === null || data.seq !== live.seq + 1) {
+        reconnect(); // events were missed: start again from a snapshot
+        return;
       }
-    });
+      live.seq = data.seq;
+      received();
+      applyDelta(data.coins, data.removed, data.observed_at);
+    }));
   }
 
   async function start() {
@@ -554,7 +826,16 @@
     lastSourcesLoad = Date.now();
     loadSources();
     connect();
-    window.setInterval(() => { $("last-age").textContent = fmtAgo(state.lastObserved); }, 1000);
+    window.setInterval(() => {
+      $("last-age").textContent = fmtAgo(state.lastObserved);
+      renderStreamAge();
+    }, 1000);
+    // A selected coin beyond the streamed list: its figures and chart are read every 10 s.
+    window.setInterval(() => {
+      if (state.selected && state.chart && !state.coins.some((c) => c.id === state.selected)) {
+        refreshSelected(state.selected);
+      }
+    }, 10000);
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
