@@ -111,6 +111,13 @@ class CoinSnapshot:
     # Whether this observation makes a history row (and its source-quote rows): something changed since
     # the coin's last one, or the heartbeat is due. The current value is updated either way.
     record: bool = True
+    # A nominal 95 % interval around ``price`` from the sources' values and their own uncertainty (None:
+    # not computed); ``unverified``: two sources disagree beyond tolerance and nothing settles which is
+    # right; ``price_at``: when the newest price used was quoted at its source (the value's age).
+    price_low: float | None = None
+    price_high: float | None = None
+    unverified: bool = False
+    price_at: datetime | None = None
 
     @property
     def sources_used(self) -> tuple[str, ...]:
@@ -148,6 +155,8 @@ def snapshot_to_dict(s: CoinSnapshot) -> dict[str, Any]:
         "max_supply": s.max_supply, "confidence": s.confidence,
         "observed_at": _dt(s.observed_at), "currency": s.currency,
         "coingecko_id": s.coingecko_id, "coinmarketcap_id": s.coinmarketcap_id, "record": s.record,
+        "price_low": s.price_low, "price_high": s.price_high, "unverified": s.unverified,
+        "price_at": _dt(s.price_at),
         "sources": [
             {"source": v.source, "source_id": v.source_id, "price": v.price,
              "market_cap": v.market_cap, "volume_24h": v.volume_24h,
@@ -307,11 +316,19 @@ def _snapshot_fast(d: dict[str, Any]) -> CoinSnapshot | None:
         sources.append(SourceValue(source, source_id, source_price, source_cap, source_volume, last_updated,
                                    bool(sget("used", True)), dropped))
     record = get("record", True)
-    if type(record) is not bool:
+    unverified = get("unverified", False)
+    if type(record) is not bool or type(unverified) is not bool:
+        return None
+    price_low = get("price_low")
+    price_high = get("price_high")
+    if not (_finite_or_none(price_low) and _finite_or_none(price_high)):
+        return None
+    ok, price_at = _dt_or_none(get("price_at"))
+    if not ok:
         return None
     return CoinSnapshot(coin_id, symbol, name, slug, rank, price, market_cap, volume, change_1h, change_24h,
                         change_7d, circulating, total, maximum, confidence, observed_at, currency, coingecko_id,
-                        coinmarketcap_id, tuple(sources), record)
+                        coinmarketcap_id, tuple(sources), record, price_low, price_high, unverified, price_at)
 
 
 def snapshot_from_dict(d: dict[str, Any]) -> CoinSnapshot:
@@ -372,6 +389,8 @@ def _snapshot_checked(d: dict[str, Any]) -> CoinSnapshot:
         coingecko_id=_str(d, "coingecko_id", limit=TEXT_LIMITS["coingecko_id"]),
         coinmarketcap_id=_str(d, "coinmarketcap_id", limit=TEXT_LIMITS["coinmarketcap_id"]),
         sources=tuple(sources), record=_bool(d, "record", default=True),
+        price_low=_num(d, "price_low"), price_high=_num(d, "price_high"),
+        unverified=_bool(d, "unverified", default=False), price_at=_parse_dt(d.get("price_at"), "price_at"),
     )
 
 
