@@ -503,7 +503,7 @@ def serve_command(port: Port = None, host: Host = None, database_url: DatabaseUr
 
 # --- simulator and demo ----------------------------------------------------------------------------
 
-DEMO_SOURCES = "coingecko,coinmarketcap,coinpaprika"
+DEMO_SOURCES = "coingecko,coinmarketcap,coinpaprika,binance,coinbase,kraken"
 Faults = Annotated[str | None, typer.Option(
     "--faults", help="Comma list of rate-limit, server-error, slow, malformed, outlier, garbage, bad-key; "
                      "NAME@SOURCE limits one to a source, NAME=P sets its probability (e.g. "
@@ -562,7 +562,10 @@ def demo(
     chosen = [s.strip() for s in sources.split(",") if s.strip()]
     # The demo's 10x outlier goes to a source that is collected, so the rule shows at work.
     target = next((s for s in ("coinmarketcap", "coinmarketcap-html") if s in chosen), chosen[-1])
-    sim_faults = SimFaults.parse(faults or "demo", outlier_source=target)
+    try:
+        sim_faults = SimFaults.parse(faults or "demo", outlier_source=target)
+    except ValueError as exc:
+        raise ConfigError(f"--faults: {exc}") from None
     sim = start_simulator(port=0, faults=sim_faults, seed=seed)
     try:
         base = load_settings()

@@ -56,11 +56,16 @@ class PairMapper:
         self.exchanges = frozenset(exchanges)
         self._coins: dict[str, set[str]] = {}  # symbol -> coin ids
         self._prices: dict[str, float] = {}  # coin id -> consensus price
+        # coin id -> its name: a mapped quote carries it, so it still joins the coin by name and symbol in
+        # a cycle where the aggregator whose id it took (its slug) is missing.
+        self._names: dict[str, str] = {}
 
     def learn(self, snapshots: Sequence[CoinSnapshot]) -> None:
         """Take in a published cycle: the symbols of coins an aggregator vouched for, and every price."""
         for s in snapshots:
             self._prices[s.coin_id] = s.price
+            if s.name:
+                self._names.setdefault(s.coin_id, s.name)
             if s.currency == self.vs_currency and any(v.source not in self.exchanges for v in s.sources):
                 self._coins.setdefault(s.symbol.strip().upper(), set()).add(s.coin_id)
 
@@ -109,7 +114,8 @@ class PairMapper:
                 report.reasons[why or "no_price"] += 1
                 continue
             rank = 0 if q.currency == self.vs_currency else 1 + _PREFERENCE.index(q.currency)
-            converted = replace(q, slug=coin, currency=self.vs_currency, price=q.price * rate,
+            converted = replace(q, slug=coin, name=self._names.get(coin, q.name), currency=self.vs_currency,
+                                price=q.price * rate,
                                 volume_24h=None if q.volume_24h is None else q.volume_24h * rate)
             key = (q.source, coin)
             held = best.get(key)

@@ -24,7 +24,7 @@ from cryptoviz.errors import CryptoVizError, LayoutChangedError, ParseError, Sou
 from cryptoviz.history_gate import HistoryGate
 from cryptoviz.models import CoinSnapshot, Rejection, SourceQuote
 from cryptoviz.pairs import PairMapper
-from cryptoviz.reconcile import reconcile
+from cryptoviz.reconcile import ConsensusMemory, reconcile, remember
 from cryptoviz.sources.base import PullSource, PushSource, RawPage, Source
 from cryptoviz.sources.failed_pages import keep_failed_page
 from cryptoviz.sources.registry import exchanges, parse_page, push_sources
@@ -198,13 +198,15 @@ def _parse_outcome(outcome: SourceOutcome, report: SourceReport, observed_at: da
 def process(outcomes: Sequence[SourceOutcome], *, observed_at: datetime, settings: Settings,
             previous: Mapping[str, float] | None = None, known_ids: KnownIds | None = None,
             books: QuoteBooks | None = None, namespaces: Mapping[str, IdNamespace] | None = None,
-            pairs: PairMapper | None = None) -> tuple[list[CoinSnapshot], RunReport]:
+            pairs: PairMapper | None = None, memory: ConsensusMemory | None = None,
+            ) -> tuple[list[CoinSnapshot], RunReport]:
     """Parse, validate and reconcile one cycle. Pure apart from logging and ``books``.
 
     With ``books``, each source's valid quotes are kept there (a pull source's replace its last ones, a
     push source's update them; a failed source's are dropped) and every source with a book but no outcome
     this cycle contributes its fresh book quotes again (``reused`` in its report). With ``pairs``, exchange
-    quotes are mapped to coins and converted to the vs currency before they are reconciled.
+    quotes are mapped to coins and converted to the vs currency before they are reconciled. ``memory``:
+    what the previous reconciliation left for the next (``reconcile.remember``: its hysteresis).
     """
     spaces = registry_namespaces() if namespaces is None else namespaces
     run = RunReport(started_at=observed_at)
@@ -249,7 +251,7 @@ def process(outcomes: Sequence[SourceOutcome], *, observed_at: datetime, setting
     snapshots = reconcile(valid, observed_at=observed_at, trust=settings.trust_of,
                           max_staleness=settings.max_staleness,
                           disagreement_tolerance=settings.disagreement_tolerance, previous=previous,
-                          namespaces=spaces)
+                          namespaces=spaces, memory=memory)
     snapshots = keep_known_ids(snapshots, known_ids or {}, spaces)
     for s in snapshots:
         for used in s.sources_used:
@@ -304,6 +306,7 @@ class Collector:
         self.streaming = False
         self._lock = threading.Lock()
         self._known_cache: tuple[dict[str, float], KnownIds] = ({}, {})
+        self._memory = ConsensusMemory()  # what the last reconciliation left for the next (hysteresis)
         self._push_reports: dict[str, SourceReport] = {}
         self._clock = clock
         self._next_due: dict[str, float] = {}
@@ -374,12 +377,15 @@ class Collector:
             self._known_cache = (previous, known_ids)
             snapshots, run = process(outcomes, observed_at=observed_at, settings=self.settings,
                                      previous=previous, known_ids=known_ids, books=self.books,
-                                     namespaces=self._namespaces, pairs=self.pairs)
+                                     namespaces=self._namespaces, pairs=self.pairs, memory=self._memory)
+            self._memory = remember(snapshots)
             snapshots = self.gate.apply(snapshots)
             self.pairs.learn(snapshots)
             self._report_feeds(run)
             if snapshots:
                 self.publisher.publish(snapshots)
+        if not replayed:
+            self._feed_breakers(outcomes, run)
         run.recorded = sum(1 for s in snapshots if s.record)
         run.published = len(snapshots)
         self._watch_layouts(outcomes, run)
@@ -393,6 +399,17 @@ class Collector:
         log_cycle(run)
         return run
 
+    def _feed_breakers(self, outcomes: Sequence[SourceOutcome], run: RunReport) -> None:
+        """Tell each fetched source whether its answer held a usable quote: answering nothing usable again
+        and again opens its circuit breaker as failures do (a fetch error already counted as one)."""
+        by_name = {s.name: s for s in self.sources}
+        for outcome in outcomes:
+            report = run.sources.get(outcome.source)
+            if outcome.push or outcome.error is not None or report is None:
+                continue
+            record = getattr(by_name.get(outcome.source), "record_usable", None)
+            if record is not None:
+                record(bool(report.used) or not report.error)
 
     def stream_tick(self) -> list[CoinSnapshot]:
         """A live update: take the push sources' new frames and publish, at once, the coins they moved
@@ -409,7 +426,8 @@ class Collector:
             previous, known_ids = self._known_cache
             snapshots, run = process(outcomes, observed_at=observed_at, settings=self.settings,
                                      previous=previous, known_ids=known_ids, books=self.books,
-                                     namespaces=self._namespaces, pairs=self.pairs)
+                                     namespaces=self._namespaces, pairs=self.pairs, memory=self._memory)
+            self._memory = remember(snapshots)
             moved = [s for s in snapshots if any((v.source, v.source_id) in run.fresh for v in s.sources)]
             moved = self.gate.apply(moved)
             self.pairs.learn(moved)

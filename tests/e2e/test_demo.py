@@ -50,7 +50,8 @@ def test_demo_fills_the_database(tmp_path: Path) -> None:
     assert coins >= 100
     assert current == (coins, coins)
     assert min_history >= 2
-    assert sources == {"coingecko", "coinmarketcap", "coinpaprika"}
+    # the aggregators every cycle, the exchanges' feeds between them (simulated too)
+    assert sources == {"coingecko", "coinmarketcap", "coinpaprika", "binance", "coinbase", "kraken"}
     assert joined >= 150 and paprika_alone == 0
     assert runs >= 3
     assert rejected > 0  # the simulator's malformed items were rejected with reasons, the rest kept

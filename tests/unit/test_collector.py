@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -411,3 +412,46 @@ def test_exchange_ticks_publish_the_coins_they_moved_between_cycles(monkeypatch:
             finally:
                 collector.close()
     assert feed.stops == 1
+
+
+class _EmptyListHandler(BaseHTTPRequestHandler):
+    """A CoinGecko lookalike that answers every request with 200 and no coin: nothing usable."""
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        body = b"[]"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+def test_a_source_that_keeps_answering_nothing_usable_opens_its_breaker() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EmptyListHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/api/v3"
+        settings = load_settings(sources="coingecko", coingecko_base_url=url, top_n=10, interval=60)
+        with HttpClient(settings) as http:
+            sources, _ = build_sources(settings, http)
+            clock = [1000.0]
+            collector = Collector(settings, sources, ListPublisher(), clock=lambda: clock[0])
+            try:
+                reports = []
+                for _ in range(3):
+                    reports.append(collector.run_cycle())
+                    clock[0] += 60
+                assert all(r.status == "failed" for r in reports)
+                assert "no coin in the answer" in (reports[0].sources["coingecko"].error or "")
+                assert http.breaker("coingecko").state == "open"
+                fourth = collector.run_cycle()  # the breaker stops the fetch before it reaches the server
+            finally:
+                collector.close()
+        assert fourth.sources["coingecko"].breaker == "open"
+    finally:
+        server.shutdown()
+        server.server_close()

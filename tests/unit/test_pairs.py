@@ -92,3 +92,22 @@ def test_quotes_of_other_sources_pass_through_and_exchange_only_coins_teach_noth
     lonely = snapshot("doge-on-binance", symbol="DOGE")
     mapper.learn([replace(lonely, sources=(replace(lonely.sources[0], source="binance"),))])
     assert mapper.coin_of("DOGE") == (None, "unknown_symbol")
+
+
+def test_a_mapped_quote_joins_its_coin_by_name_when_the_aggregator_it_took_the_id_from_is_missing() -> None:
+    """CoinGecko calls Cronos ``crypto-com-chain``, CoinMarketCap ``cronos``: a mapped quote must still join
+    CoinMarketCap's and CoinPaprika's quotes by name and symbol in a cycle where CoinGecko failed."""
+    from cryptoviz.reconcile import reconcile
+
+    m = PairMapper(vs_currency="usd", exchanges=["binance"])
+    s = snapshot("crypto-com-chain", price=0.12, symbol="CRO", name="Cronos")
+    m.learn([replace(s, sources=(replace(s.sources[0], source="coingecko"),)), aggregator("tether", "USDT", 1.0)])
+    [mapped], _ = m.map([pair("binance", "CROUSDT", "CRO", "usdt", 0.1201)])
+    assert (mapped.slug, mapped.name) == ("crypto-com-chain", "Cronos")
+    cmc = SourceQuote("coinmarketcap", "3635", "CRO", "Cronos", "cronos", 30, 0.1199, None, None, None, None,
+                      None, None, None, None, T, T, "usd")
+    paprika = SourceQuote("coinpaprika", "cro-cronos", "CRO", "Cronos", None, 31, 0.12, None, None, None, None,
+                          None, None, None, None, T, T, "usd")
+    coins = reconcile([mapped, cmc, paprika], observed_at=T, trust={"binance": 0.85, "coinmarketcap": 0.9,
+                                                                    "coinpaprika": 0.8}, max_staleness=900)
+    assert len(coins) == 1 and set(coins[0].sources_used) == {"binance", "coinmarketcap", "coinpaprika"}

@@ -39,6 +39,11 @@ class ApiSource:
         """This source's circuit breaker, for the run report ("closed", "open", "half-open")."""
         return self._http.breaker(self.name).state
 
+    def record_usable(self, usable: bool) -> None:
+        """Whether the last answer held a usable quote: a source that keeps answering nothing usable has
+        its circuit breaker opened, and is probed after a cool-down instead of fetched every cycle."""
+        self._http.breaker(self.name).record_usable(usable)
+
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}
         if self._key:

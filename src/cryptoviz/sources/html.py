@@ -698,6 +698,12 @@ class HtmlPageSource:
     def page_url(self, page: int) -> str:
         return self.site.page_url(self.site.base_url(self.settings), page, self.lang)
 
+    def record_usable(self, usable: bool) -> None:
+        """Whether the pages held a usable row: a layout nothing here can read opens the breaker."""
+        breaker = getattr(self.http, "breaker", None)
+        if breaker is not None:
+            breaker(self.name).record_usable(usable)
+
     def fetch(self) -> list[RawPage]:
         currency = self.settings.vs_currency
         return fetch_pages(self.http, self.name, self.page_url, pages_for(self.settings.top_n),

@@ -150,6 +150,7 @@ class CircuitBreaker:
         self._clock = clock
         self._lock = threading.Lock()
         self._failures = 0
+        self._unusable = 0  # answers in a row that held nothing usable (an HTTP success does not reset it)
         self._opened_at: float | None = None
 
     @property
@@ -187,6 +188,17 @@ class CircuitBreaker:
         with self._lock:
             self._failures += 1
             if self._state() == "half-open" or self._failures >= self.failure_threshold:
+                self._opened_at = self._clock()
+
+    def record_usable(self, usable: bool) -> None:
+        """Whether a successful answer held anything usable: ``failure_threshold`` useless answers in a row
+        open the breaker like failures (a layout nobody can read is not fetched every cycle)."""
+        with self._lock:
+            if usable:
+                self._unusable = 0
+                return
+            self._unusable += 1
+            if self._unusable >= self.failure_threshold:
                 self._opened_at = self._clock()
 
 
