@@ -343,18 +343,30 @@ def record(
 @app.command()
 @guarded
 def replay(directory: Annotated[Path, typer.Argument(help="A directory written by `cryptoviz record`.")],
-           database_url: DatabaseUrl = None) -> None:
-    """Feed recorded files through parse, validate, reconcile, bus and store (observed_at from names)."""
+           database_url: DatabaseUrl = None,
+           speed: Annotated[float, typer.Option(
+               "--speed", min=0.0, help="Pace the cycles like the capture: 1 = real time, 10 = ten times "
+                                        "faster; 0 (default) = as fast as the pipeline goes.")] = 0.0) -> None:
+    """Feed recorded files through parse, validate, reconcile, bus and store (observed_at from names).
+
+    Cycles go in capture order, each with its capture time, so history, candles and run reports read as
+    they did when recorded.
+    """
     from cryptoviz.recording import read_recording
-    from cryptoviz.runtime import Pipeline, open_store
+    from cryptoviz.runtime import Pipeline, open_store, stop_on_signals
 
     settings = _settings(database_url=database_url)
     configure_logging(settings)
     cycles = read_recording(directory)
     engine = open_store(settings)
     published = 0
-    with Pipeline(settings, engine=engine, in_process=True) as pipeline:
+    with stop_on_signals() as stop, Pipeline(settings, engine=engine, in_process=True) as pipeline:
+        started, first = time.monotonic(), cycles[0][0]
         for observed_at, outcomes in cycles:
+            if speed > 0:  # wait until this cycle's place in the capture, scaled
+                due = started + (observed_at - first).total_seconds() / speed
+                if stop.wait(max(0.0, due - time.monotonic())):
+                    break
             published += pipeline.publish(outcomes, observed_at).published
     console.print(f"replayed {len(cycles)} cycle(s): {published} snapshots published, {pipeline.stored} stored")
 

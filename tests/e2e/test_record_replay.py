@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -59,7 +61,19 @@ def test_record_then_replay_gives_the_same_rows(tmp_path: Path) -> None:
     first_cycle = min(r[1] for r in a["currency_data_history"])
     assert sum(1 for r in a["currency_data_history"] if r[1] == first_cycle) == 120
     assert 120 < len(a["currency_data_history"]) <= 2 * 120
-    assert len(a["source_quotes"]) == 3 * len(a["currency_data_history"])
+    aggregators = {"coingecko", "coinmarketcap", "coinpaprika"}
+    assert sum(1 for r in a["source_quotes"] if r[1] in aggregators) == 3 * len(a["currency_data_history"])
+    # the exchanges' frames were recorded (as JSON lines) and replayed too
+    assert {r[1] for r in a["source_quotes"]} - aggregators == {"binance", "coinbase", "kraken"}
+
+    # Paced like the capture (--speed 1): the same rows, the cycles no closer together than recorded.
+    times = sorted({r[1] for r in a["currency_data_history"]})
+    span = (datetime.fromisoformat(str(times[-1])) - datetime.fromisoformat(str(times[0]))).total_seconds()
+    started = time.monotonic()
+    _run(["replay", str(tmp_path / "rec"), "--database-url", f"sqlite:///{tmp_path / 'c.db'}", "--speed", "1"],
+         env, tmp_path)
+    assert time.monotonic() - started >= span > 0
+    assert _rows(tmp_path / "c.db") == a
 
     # Replaying again into the same database adds nothing.
     _run(["replay", str(tmp_path / "rec"), "--database-url", f"sqlite:///{tmp_path / 'a.db'}"], env, tmp_path)
