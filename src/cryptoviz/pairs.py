@@ -8,7 +8,8 @@ several coins. A pair's base asset is mapped to a coin only when that is unambig
   whose coin an aggregator vouched for).
 
 Never on a symbol two coins share: such pairs, and symbols no aggregator knows, are counted and listed
-(``unmapped``), not guessed. Exchange aliases (``XBT``, ``XDG``) are the parsers' business
+(``unmapped``), not guessed. A ticker an exchange renamed first (``POL`` for ``MATIC``, see :data:`RENAMED`)
+is read as the old one while no aggregator knows the new. Exchange aliases (``XBT``, ``XDG``) are the parsers' business
 (:mod:`cryptoviz.sources.feed`).
 
 Quote assets: the vs currency is taken as it is; against ``usd``, USDT and USDC quotes are converted with
@@ -31,6 +32,9 @@ STABLE_QUOTES = {"usdt": "USDT", "usdc": "USDC"}
 # (CRYPTOVIZ_SYMBOL_MAP can say otherwise).
 KNOWN_SYMBOLS = {"USDT": "tether", "USDC": "usd-coin"}
 _PREFERENCE = ("usdt", "usdc")  # after the vs currency itself
+# Tickers an exchange renamed before every aggregator did: new ticker -> the one it replaced. Used only while
+# no aggregator reports the new ticker itself, and, like any symbol, only when that names one coin.
+RENAMED = {"POL": "MATIC", "RENDER": "RNDR", "S": "FTM"}
 
 
 @dataclass(slots=True)
@@ -75,6 +79,8 @@ class PairMapper:
         if symbol in self.explicit:
             return self.explicit[symbol], ""
         coins = self._coins.get(symbol)
+        if not coins and symbol in RENAMED:
+            coins = self._coins.get(RENAMED[symbol])
         if not coins:
             return None, "unknown_symbol"
         if len(coins) > 1:

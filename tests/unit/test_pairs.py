@@ -111,3 +111,13 @@ def test_a_mapped_quote_joins_its_coin_by_name_when_the_aggregator_it_took_the_i
     coins = reconcile([mapped, cmc, paprika], observed_at=T, trust={"binance": 0.85, "coinmarketcap": 0.9,
                                                                     "coinpaprika": 0.8}, max_staleness=900)
     assert len(coins) == 1 and set(coins[0].sources_used) == {"binance", "coinmarketcap", "coinpaprika"}
+
+
+def test_a_renamed_ticker_maps_to_the_old_one_only_while_no_aggregator_knows_the_new() -> None:
+    m = PairMapper(vs_currency="usd", exchanges=["coinbase"])
+    m.learn([aggregator("matic-network", "MATIC", 0.72)])
+    [q], _ = m.map([pair("coinbase", "POL-USD", "POL", "usd", 0.721)])
+    assert q.slug == "matic-network"
+    m.learn([aggregator("polygon-ecosystem-token", "POL", 0.5)])  # the aggregators caught up
+    [q], _ = m.map([pair("coinbase", "POL-USD", "POL", "usd", 0.501)])
+    assert q.slug == "polygon-ecosystem-token"
