@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help install migrate run demo test unit lint bench fuzz audit browser services-up services-down services-status clean
+.PHONY: help install migrate run demo test unit lint bench truth fuzz audit mutate browser services-up services-down services-status clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ test: install services-up browser ## Start the services and run every test (unit
 bench: install services-up ## Benchmarks against real Kafka and PostgreSQL (writes benchmarks/results.json)
 	set -a && . .services/env && set +a && $(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
+truth: install ## Reconciliation vs ground truth: the scenario library, interval rule and baseline (writes benchmarks/truth.json)
+	$(BIN)/python -m benchmarks.truth
+
 fuzz: install ## Longer property-based fuzzing of every parser
 	CRYPTOVIZ_FUZZ_EXAMPLES=50000 $(BIN)/python -m pytest -m fuzz $(PYTEST_ARGS)
 
@@ -54,6 +57,14 @@ audit: install ## Known vulnerabilities in the installed dependencies (pip-audit
 	@# --strict: a dependency that could not be looked up is a failure, not a silent "no known vulnerabilities".
 	$(BIN)/pip-audit --skip-editable --progress-spinner off --strict || { \
 	  echo "make audit: pip-audit found vulnerabilities or could not audit every dependency (is its vulnerability service reachable from here?); see docs/security.md" >&2; exit 1; }
+
+mutate: install ## Mutation testing of the core modules against the unit tests (mutmut; score per module)
+	@# mutmut mutates a copy under mutants/ and runs only the service-free unit tests listed in [tool.mutmut].
+	rm -rf mutants && mkdir mutants
+	@echo "make mutate: mutmut run (about 15 min on 2 cores; progress in mutants/run.log)"
+	$(BIN)/mutmut run --max-children $${MUTATE_JOBS:-2} > mutants/run.log 2>&1 || \
+	  { tail -n 40 mutants/run.log; echo "make mutate: mutmut run failed (mutants/run.log)" >&2; exit 1; }
+	$(BIN)/python scripts/mutation_score.py --list
 
 unit: install ## Only the tests that need no service
 	$(BIN)/python -m pytest -m "not integration and not faults" $(PYTEST_ARGS)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from cryptoviz.models import CoinSnapshot, SourceQuote, SourceValue
@@ -44,7 +44,8 @@ class Entry:
 
 def reconcile(quotes: Sequence[SourceQuote], *, observed_at: datetime, trust: Trust, max_staleness: float,
               namespaces: Mapping[str, IdNamespace], disagreement_tolerance: float = 0.05,
-              previous: Mapping[str, float] | None = None) -> list[CoinSnapshot]:
+              previous: Mapping[str, float] | None = None, memory: Memory | None = None,
+              precision: Mapping[str, Precision] | None = None, rule: str = "interval") -> list[CoinSnapshot]:
     """Same arguments as ``cryptoviz.reconcile.reconcile``, ``namespaces`` required."""
     now = seconds(observed_at)
     entries = []
@@ -64,8 +65,12 @@ def reconcile(quotes: Sequence[SourceQuote], *, observed_at: datetime, trust: Tr
     ids = coin_ids(coins)
     snapshots = []
     for coin, (coin_id, slug, coingecko_id, coinmarketcap_id) in zip(coins, ids, strict=True):
-        snapshot = consensus(coin, coin_id, slug, coingecko_id, coinmarketcap_id, observed_at,
-                             disagreement_tolerance, previous or {})
+        if rule == "baseline":
+            snapshot = consensus_baseline(coin, coin_id, slug, coingecko_id, coinmarketcap_id, observed_at,
+                                          disagreement_tolerance, previous or {})
+        else:
+            snapshot = consensus(coin, coin_id, slug, coingecko_id, coinmarketcap_id, observed_at,
+                                 disagreement_tolerance, previous or {}, memory or Memory(), precision or PRECISION)
         if snapshot is not None:
             snapshots.append(snapshot)
     snapshots.sort(key=lambda s: (s.coin_id, s.currency, [(v.source, v.source_id) for v in s.sources]))
@@ -184,9 +189,9 @@ def fallback_id(coin: list[Entry]) -> str:
     return f"{best.source}:{best.quote.source_id}"
 
 
-def consensus(coin: list[Entry], coin_id: str, slug: str | None, coingecko_id: str | None,
-              coinmarketcap_id: str | None, observed_at: datetime, tol: float,
-              previous: Mapping[str, float]) -> CoinSnapshot | None:
+def consensus_baseline(coin: list[Entry], coin_id: str, slug: str | None, coingecko_id: str | None,
+                       coinmarketcap_id: str | None, observed_at: datetime, tol: float,
+                       previous: Mapping[str, float]) -> CoinSnapshot | None:
     dropped = {e.source: STALE for e in coin if e.weight is None}
     fresh = [e for e in coin if e.weight is not None]
     if not fresh:
@@ -244,6 +249,172 @@ def consensus(coin: list[Entry], coin_id: str, slug: str | None, coingecko_id: s
         slug=slug,
         rank=next((e.quote.rank for e in by_trust if e.quote.rank is not None), None),
         price=median_of(lambda e: e.price),  # type: ignore[arg-type]
+        market_cap=median_of(lambda e: no_nan(e.quote.market_cap)),
+        volume_24h=median_of(lambda e: no_nan(e.quote.volume_24h)),
+        change_1h=heaviest(lambda q: q.change_1h),  # type: ignore[arg-type]
+        change_24h=heaviest(lambda q: q.change_24h),  # type: ignore[arg-type]
+        change_7d=heaviest(lambda q: q.change_7d),  # type: ignore[arg-type]
+        circulating_supply=heaviest(lambda q: q.circulating_supply),  # type: ignore[arg-type]
+        total_supply=heaviest(lambda q: q.total_supply),  # type: ignore[arg-type]
+        max_supply=heaviest(lambda q: q.max_supply),  # type: ignore[arg-type]
+        confidence=confidence,
+        observed_at=observed_at,
+        currency=coin[0].quote.currency,
+        coingecko_id=coingecko_id,
+        coinmarketcap_id=coinmarketcap_id,
+        sources=tuple(
+            SourceValue(e.source, e.quote.source_id, e.price, no_nan(e.quote.market_cap), no_nan(e.quote.volume_24h),
+                        e.quote.last_updated, e.source not in dropped, dropped.get(e.source))
+            for e in coin
+        ),
+    )
+
+
+@dataclass
+class Memory:
+    """What the previous cycle left: the outliers per coin (hysteresis), the unverified coins."""
+
+    excluded: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    unverified: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Precision:
+    noise: float
+    rounded: bool = False
+    latency: float = 0.0
+
+
+PRECISION = {
+    **dict.fromkeys(["binance", "coinbase", "kraken"], Precision(0.0005)),
+    **dict.fromkeys(["coingecko", "coinmarketcap", "coinpaprika"], Precision(0.001, latency=60.0)),
+    **dict.fromkeys(["coingecko-html", "coinmarketcap-html"], Precision(0.001, rounded=True, latency=60.0)),
+}
+
+
+def precision_of(source: str, table: Mapping[str, Precision]) -> Precision:
+    if source in table:
+        return table[source]
+    if source.endswith("-html"):
+        return Precision(0.001, rounded=True, latency=60.0)
+    return Precision(0.002, latency=60.0)
+
+
+def half_width(price: float, age: float, precision: Precision) -> float:
+    """A quote's own 95 % half-width at ``price``: noise, drift over its age and latency, page rounding."""
+    age = precision.latency + max(age, 0.0)
+    u = 1.96 * price * math.sqrt(precision.noise ** 2 + 1.5e-4 ** 2 * age)
+    if precision.rounded:
+        if price >= 1:
+            u += 0.005
+        else:
+            u += 0.5 * 10.0 ** (-(math.ceil(-math.log10(price)) - 1 + 4))
+    return u
+
+
+def consensus(coin: list[Entry], coin_id: str, slug: str | None, coingecko_id: str | None,
+              coinmarketcap_id: str | None, observed_at: datetime, tol: float,
+              previous: Mapping[str, float], memory: Memory, table: Mapping[str, Precision]) -> CoinSnapshot | None:
+    now = seconds(observed_at)
+    dropped = {e.source: STALE for e in coin if e.weight is None}
+    fresh = [e for e in coin if e.weight is not None]
+    if not fresh:
+        return None
+    weights = [e.weight for e in fresh]
+    prices = sorted(e.price for e in fresh)
+    limit = math.inf
+    unverified = False
+    price = weighted_median([(e.price, e.weight) for e in fresh])  # type: ignore[misc]
+    if len(fresh) >= 3:
+        held = memory.excluded.get(coin_id, frozenset())
+        if prices[-1] - prices[0] > tol * prices[0] or held:
+            mad = weighted_median([(abs(e.price - price), e.weight) for e in fresh])  # type: ignore[misc]
+            limit = max(3.5 * 1.4826 * mad, tol * price)
+            for e in fresh:
+                distance = abs(e.price - price)
+                if distance > limit or (e.source in held and distance > limit * 0.5):
+                    dropped[e.source] = OUTLIER
+    elif len(fresh) == 2 and prices[1] - prices[0] > tol * prices[1]:
+        prev = previous.get(coin_id) if coin_id not in memory.unverified else None
+        a, b = fresh
+        if prev is not None and 0 < prev < math.inf and abs(a.price - prev) != abs(b.price - prev):
+            near, far = sorted(fresh, key=lambda e: abs(e.price - prev))
+            dropped[far.source] = DISAGREEMENT
+            price = near.price
+        else:
+            unverified = True
+    used = [e for e in fresh if e.source not in dropped]
+
+    # the interval: every fresh quote's own half-width, weighted, and their disagreement (outliers clipped)
+    def own_of(e: Entry) -> float:
+        return half_width(price, now - seconds(e.quote.last_updated or e.quote.collected_at),
+                          precision_of(e.source, table))
+
+    total = sum(weights)  # type: ignore[arg-type]
+    n = len(fresh)
+    if total > 0:
+        own = 0.0
+        distance = 0.0
+        for e in fresh:
+            own += e.weight * own_of(e)  # type: ignore[operator]
+            distance += e.weight * min(abs(e.price - price), limit)  # type: ignore[operator]
+        own /= total
+        distance = distance / total * (n / (n - 1)) if n > 1 else 0.0
+    else:
+        own = 0.0
+        distance = 0.0
+        for e in fresh:
+            own += own_of(e)
+            distance += min(abs(e.price - price), limit)
+        own /= n
+        distance = distance / n * (n / (n - 1)) if n > 1 else 0.0
+    independent = len({e.namespace.name for e in used})
+    spread = 1.96 * (math.sqrt(math.pi / 2) * 1.2533) * distance
+    margin = math.sqrt((own * own + spread * spread) / len({e.namespace.name for e in fresh}))
+    low, high = price - margin, price + margin
+    if unverified:
+        low, high = min(low, prices[0]), max(high, prices[-1])
+    width = (high - low) / price
+    support = 1.0 - 0.5 ** independent
+    if tol > 0:
+        confidence = support * (tol / (tol + width))
+    else:
+        confidence = support if width == 0 else 0.0
+
+    times = [seconds(e.quote.last_updated or e.quote.collected_at) for e in used]
+    newest = used[times.index(max(times))].quote
+    if max(times) > now:
+        price_at = observed_at if observed_at.tzinfo else observed_at.replace(tzinfo=UTC)
+    else:
+        price_at = newest.last_updated or newest.collected_at
+        price_at = price_at if price_at.tzinfo else price_at.replace(tzinfo=UTC)
+    snapshot = describe(coin, used, dropped, coin_id, slug, coingecko_id, coinmarketcap_id, observed_at, price,
+                        confidence)
+    snapshot.price_low, snapshot.price_high, snapshot.unverified, snapshot.price_at = low, high, unverified, price_at
+    return snapshot
+
+
+def describe(coin: list[Entry], used: list[Entry], dropped: dict[str, str], coin_id: str, slug: str | None,
+             coingecko_id: str | None, coinmarketcap_id: str | None, observed_at: datetime, price: float,
+             confidence: float) -> CoinSnapshot:
+    """The snapshot's fields other than the consensus price, confidence and interval (as the baseline's)."""
+    by_weight = sorted(used, key=lambda e: -e.weight)  # type: ignore[operator]
+    by_trust = sorted(used, key=lambda e: -e.trust)
+
+    def heaviest(get: Callable[[SourceQuote], object], missing: object = None) -> object:
+        return next((v for e in by_weight if (v := get(e.quote)) is not missing), missing)
+
+    def median_of(get: Callable[[Entry], float | None]) -> float | None:
+        pairs = [(v, e.weight) for e in used if (v := get(e)) is not None]
+        return weighted_median(pairs) if pairs else None  # type: ignore[arg-type]
+
+    return CoinSnapshot(
+        coin_id=coin_id,
+        symbol=next((e.quote.symbol for e in by_weight if e.quote.symbol), ""),
+        name=next((e.quote.name for e in by_weight if e.quote.name), ""),
+        slug=slug,
+        rank=next((e.quote.rank for e in by_trust if e.quote.rank is not None), None),
+        price=price,
         market_cap=median_of(lambda e: no_nan(e.quote.market_cap)),
         volume_24h=median_of(lambda e: no_nan(e.quote.volume_24h)),
         change_1h=heaviest(lambda q: q.change_1h),  # type: ignore[arg-type]

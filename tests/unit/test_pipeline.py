@@ -13,6 +13,7 @@ import pytest
 from cryptoviz.config import Settings
 from cryptoviz.errors import TransientSourceError
 from cryptoviz.pipeline import Scheduler, SourceOutcome, process
+from cryptoviz.reconcile import confidence_of
 from cryptoviz.sources.base import RawPage
 from cryptoviz.store.runs import RunReport, SourceReport
 from tests.conftest import FIXTURES
@@ -33,7 +34,12 @@ def test_a_real_capture_goes_through_one_cycle() -> None:
     btc = next(s for s in snapshots if s.coin_id == "bitcoin")
     assert btc.price == 56507.38254720854
     assert btc.coinmarketcap_id == "1"
-    assert btc.confidence == Settings().trust_of("coinmarketcap")  # one source: confidence = its trust
+    # one source: half of what the width of its own interval leaves (see cryptoviz.reconcile)
+    assert btc.price_low is not None and btc.price_high is not None
+    assert btc.price_low < btc.price < btc.price_high
+    width = (btc.price_high - btc.price_low) / btc.price
+    assert btc.confidence == confidence_of(width, 1, Settings().disagreement_tolerance) < 0.5
+    assert btc.price_at is not None and btc.price_at < CMC_AT and not btc.unverified
     assert len(snapshots) + run.sources["coinmarketcap"].rejected == 100
 
 

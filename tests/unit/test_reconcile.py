@@ -11,7 +11,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cryptoviz.models import CoinSnapshot, SourceQuote, SourceValue
-from cryptoviz.reconcile import DISAGREEMENT, DROPPED_REASONS, OUTLIER, identity_keys, normalise_name, reconcile
+from cryptoviz.reconcile import (
+    BASELINE,
+    DISAGREEMENT,
+    DROPPED_REASONS,
+    OUTLIER,
+    RULES,
+    ConsensusMemory,
+    identity_keys,
+    normalise_name,
+    reconcile,
+)
 from cryptoviz.sources import registry
 from cryptoviz.sources.spec import IdNamespace
 from cryptoviz.validate import STALE
@@ -67,8 +77,13 @@ def run(quotes: list[SourceQuote], previous: dict[str, float] | None = None, **k
                      previous=previous, **kw)
 
 
+def baseline(quotes: list[SourceQuote], previous: dict[str, float] | None = None, **kw: Any) -> list[CoinSnapshot]:
+    """``run`` with the baseline rule (trust-based confidence), which the tests of its figures pin."""
+    return run(quotes, previous, rule=BASELINE, **kw)
+
+
 def agreeing(t_max: float, combined: float, spread: float) -> float:
-    """The documented confidence of sources that agree within the tolerance."""
+    """The baseline's documented confidence of sources that agree within the tolerance."""
     return t_max + (combined - t_max) * (1 - spread / TOL)
 
 
@@ -76,7 +91,7 @@ SPREAD_1 = 1 / 101  # 100 vs 101
 SPREAD_20 = 20 / 120  # 100 vs 120
 CG_CMC = 1 - (1 - 0.8) * (1 - 0.9)
 
-# (quotes, previous, {coin_id: (price, confidence, {source: dropped_reason or None})})
+# The baseline rule's figures: (quotes, previous, {coin_id: (price, confidence, {source: dropped_reason or None})})
 SCENARIOS = [
     pytest.param([cg(100.0), cmc(101.0)], None,
                  {"bitcoin": (101.0, agreeing(0.9, CG_CMC, SPREAD_1),
@@ -142,7 +157,7 @@ SCENARIOS = [
 @pytest.mark.parametrize(("quotes", "previous", "expected"), SCENARIOS)
 def test_consensus(quotes: list[SourceQuote], previous: dict[str, float] | None,
                    expected: dict[str, tuple[float, float, dict[str, str | None]]]) -> None:
-    snapshots = run(quotes, previous)
+    snapshots = baseline(quotes, previous)
     got = {
         s.coin_id: (s.price, s.confidence, {v.source: v.dropped_reason for v in s.sources})
         for s in snapshots
@@ -162,20 +177,20 @@ def test_consensus(quotes: list[SourceQuote], previous: dict[str, float] | None,
 def test_single_source_confidence_is_exactly_its_trust() -> None:
     for source, trust in TRUST.items():
         sid = "1" if "coinmarketcap" in source else "bitcoin"
-        [snap] = run([q(source, sid, 100.0, slug="bitcoin", age=300)])
+        [snap] = baseline([q(source, sid, 100.0, slug="bitcoin", age=300)])
         assert snap.confidence == trust
 
 
 def test_confidence_rewards_agreement_and_punishes_disagreement() -> None:
-    best_alone = max(run([cg(100.0)])[0].confidence, run([cmc(100.0)])[0].confidence)
-    assert run([cg(100.0), cmc(100.5)])[0].confidence > best_alone
-    assert run([cg(100.0), cmc(110.0)])[0].confidence < best_alone
-    assert run([cg(100.0), cmc(110.0)], {"bitcoin": 100.0})[0].confidence < best_alone
-    two = run([cg(100.0), cmc(100.0)])[0].confidence
-    three = run([cg(100.0), cmc(100.0), cgh(100.0)])[0].confidence
+    best_alone = max(baseline([cg(100.0)])[0].confidence, baseline([cmc(100.0)])[0].confidence)
+    assert baseline([cg(100.0), cmc(100.5)])[0].confidence > best_alone
+    assert baseline([cg(100.0), cmc(110.0)])[0].confidence < best_alone
+    assert baseline([cg(100.0), cmc(110.0)], {"bitcoin": 100.0})[0].confidence < best_alone
+    two = baseline([cg(100.0), cmc(100.0)])[0].confidence
+    three = baseline([cg(100.0), cmc(100.0), cgh(100.0)])[0].confidence
     assert three > two > best_alone
     # at the tolerance edge, agreement is worth exactly the best single trust
-    assert run([cg(95.0), cmc(100.0)])[0].confidence == pytest.approx(0.9, rel=1e-12)
+    assert baseline([cg(95.0), cmc(100.0)])[0].confidence == pytest.approx(0.9, rel=1e-12)
 
 
 def test_source_values_keep_each_sources_own_reading() -> None:
@@ -221,13 +236,13 @@ def test_descriptive_fields_come_from_the_heaviest_source_that_has_them() -> Non
 
 
 def test_trust_may_be_a_callable_and_equal_weights_give_the_midpoint() -> None:
-    [snap] = run([cg(100.0), cmc(101.0)], trust=lambda source: 0.5)
-    assert snap.price == 100.5
+    [snap] = baseline([cg(100.0), cmc(101.0)], trust=lambda source: 0.5)
+    assert snap.price == 100.5 == run([cg(100.0), cmc(101.0)], trust=lambda source: 0.5)[0].price
     assert snap.confidence == pytest.approx(agreeing(0.5, 0.75, SPREAD_1), rel=1e-12)
 
 
 def test_unknown_source_in_a_mapping_gets_default_trust() -> None:
-    [snap] = run([q("simulator", "x1", 5.0, slug="x")], trust={})
+    [snap] = baseline([q("simulator", "x1", 5.0, slug="x")], trust={})
     assert (snap.coin_id, snap.confidence) == ("x", 0.5)
 
 
@@ -508,7 +523,7 @@ def test_a_source_outside_the_namespaces_is_grouped_like_any_other(fourth: str) 
     assert {len(s.sources) for s in snapshots} == {4}
     assert {v.source_id for s in snapshots for v in s.sources if v.source == fourth} == {
         f"c{i}-coin-{i}" for i in range(50)}
-    assert all(s.confidence > 0.9 for s in snapshots)
+    assert all(s.confidence > 0.75 for s in snapshots)  # 3 independent sources in exact agreement
 
 
 def test_four_equal_sources_give_the_midpoint_of_the_middle_two() -> None:
@@ -544,8 +559,9 @@ def test_ids_come_from_the_source_named_like_its_namespace() -> None:
 
 
 def test_nan_caps_count_as_missing_and_nan_trust_as_zero() -> None:
-    [snap] = run([cg(100.0, market_cap=math.nan, volume_24h=5.0), cmc(100.0, market_cap=7.0, volume_24h=math.nan)],
-                 trust={"coingecko": math.nan, "coinmarketcap": 2.0})
+    [snap] = baseline([cg(100.0, market_cap=math.nan, volume_24h=5.0),
+                       cmc(100.0, market_cap=7.0, volume_24h=math.nan)],
+                      trust={"coingecko": math.nan, "coinmarketcap": 2.0})
     assert (snap.market_cap, snap.volume_24h, snap.confidence) == (7.0, 5.0, 1.0)
     assert [(v.market_cap, v.volume_24h) for v in snap.sources] == [(None, 5.0), (7.0, None)]
 
@@ -659,10 +675,18 @@ trusts = st.one_of(
 previouses = st.dictionaries(
     st.sampled_from(["bitcoin", "Bitcoin", "uniswap", "unicorn", "weth", "foo", "x:1", "coinmarketcap:5", "simulator:x"]),
     st.sampled_from([1.0, 100.0, 250.0, 1000.0, 3e-7, 5, math.nan, 0.0]), max_size=4)
+COIN_IDS = ["bitcoin", "Bitcoin", "uniswap", "unicorn", "weth", "foo", "x:1", "coinmarketcap:5", "simulator:x"]
+memories = st.builds(
+    ConsensusMemory,
+    excluded=st.dictionaries(st.sampled_from(COIN_IDS), st.frozensets(st.sampled_from(ALL_SOURCES), max_size=3),
+                             max_size=3),
+    unverified=st.frozensets(st.sampled_from(COIN_IDS), max_size=3),
+)
 settings_of_a_call = st.fixed_dictionaries({
     "trust": trusts, "previous": previouses,
     "disagreement_tolerance": st.sampled_from([0.05, 0.05, 0.0, 0.01, 0.3]),
     "max_staleness": st.sampled_from([900.0, 900.0, 60.0, math.inf]),
+    "memory": st.one_of(st.none(), memories), "rule": st.sampled_from(RULES),
 })
 
 

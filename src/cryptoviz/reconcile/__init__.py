@@ -29,45 +29,73 @@ Identity
     by the higher rule keeps it (same rule: the one whose smallest (source, source_id) sorts first) and
     the others fall back to ``"{source}:{source_id}"``.
 
-Consensus, per coin
-    * A quote older than ``max_staleness`` (by ``last_updated``, else ``collected_at``) is kept in
-      ``sources`` with ``used=False, dropped_reason="stale"``.
-    * With 3+ fresh quotes, a price p is an outlier ("outlier") when
-      ``|p - median| > max(3.5 * 1.4826 * MAD, disagreement_tolerance * median)``; the relative floor
-      keeps a 3-source MAD (which can be 0 or tiny) from dropping prices that agree within tolerance.
-    * Relative spread of a set of prices = ``(max - min) / max``, in [0, 1).
-    * Exactly 2 candidates (fresh, not outliers) whose spread exceeds ``disagreement_tolerance``: if
-      ``previous[coin_id]`` is known, the price farther from it (absolute distance) is dropped
-      ("disagreement"); on a tie or without a previous price both are kept. Confidence is lowered
-      either way (see below).
-    * price, market_cap, volume_24h: weighted median over the used quotes that have the field, weight =
-      trust x freshness, freshness = ``max(0.05, 1 - age / max_staleness)`` (1 for a future time). When
-      the cumulative weight hits exactly half, the midpoint of the two middle values is taken (see
-      ``consensus.weighted_median``). A NaN market_cap or volume_24h is no value (None in ``sources``).
-    * name, symbol, changes, supplies: from the highest-weight used quote that has them; rank and
-      slug: from the most trusted (used, for rank) quote that has them; ties go to the first by source
-      name.
+Consensus, per coin (rule ``INTERVAL``, the default)
+    * A quote older than ``max_staleness`` by the age of its price (``last_updated``, else
+      ``collected_at``; never the age of the HTTP answer) is kept in ``sources`` with ``used=False,
+      dropped_reason="stale"``. The others are fresh; weight = trust x freshness, freshness =
+      ``max(0.05, 1 - age / max_staleness)`` (1 for a future time).
+    * 3+ fresh quotes: center c = the weighted median of their prices; weighted MAD = the weighted median
+      (same weights) of |p - c|; limit L = ``max(3.5 * 1.4826 * MAD, disagreement_tolerance * c)``.
+      A quote with |p - c| > L is an outlier ("outlier"). Hysteresis: a source in
+      ``memory.excluded[coin_id]`` (an outlier of the previous cycle, see ``remember``) stays an outlier
+      until |p - c| <= L / 2. (No test runs, L = infinity, when max - min <= tol x min and no source is
+      held: no price could fail it.) price = c. Robustness: c is a weighted median of every fresh price, so manipulated
+      quotes holding less than half the fresh weight cannot take it outside the honest quotes' range,
+      whatever their size; the outlier rule only decides which quotes make the interval.
+    * 2 fresh quotes farther apart than the tolerance ((max - min) > tol * max): if ``previous[coin_id]``
+      is known and the coin is not in ``memory.unverified`` (an unverified price settles nothing), the
+      price farther from it is dropped ("disagreement") and price = the other; else (or on a tie) both
+      are used, price = their weighted median, and ``unverified=True``.
+    * Otherwise (1 quote, or 2 that agree): price = the weighted median of the fresh prices.
+    * Weighted median: the value at which the cumulative weight (ascending values, ties in source order)
+      first reaches half the total; exactly half (within a relative 1e-12): the midpoint of that value and
+      the next one with a weight (see ``consensus.weighted_median``); all weights 0: the plain median.
+    * market_cap, volume_24h: weighted median over the used quotes that have the field. A NaN market_cap
+      or volume_24h is no value (None in ``sources``). name, symbol, changes, supplies: from the
+      highest-weight used quote that has them; rank and slug: from the most trusted (used, for rank)
+      quote that has them; ties go to the first by source name.
+    * ``price_at``: the newest price time (``last_updated``, else ``collected_at``) of the used quotes,
+      taken as UTC when naive, ``observed_at`` when that time is in the future.
+
+Interval (``price_low``, ``price_high``): a nominal 95 % interval around the price
+    It reads every fresh quote (used or dropped, so that dropping one never narrows it), with weights w_i
+    (all 0: equal weights), in source order:
+    * own = the weighted mean of the quotes' own 95 % half-widths u_i at the consensus price
+      (``precision.half_width``: the source's declared noise, the drift of a price of the quote's age
+      plus the source's latency, the rounding of a page);
+    * D = the weighted mean of |p_i - price|, each clipped to the outlier limit L (L = infinity when no
+      outlier test ran), x n / (n - 1) for n fresh quotes (0 for one): the sources' disagreement;
+    * spread = 1.96 x sqrt(pi / 2) x 1.2533 x D (the mean absolute deviation as a standard deviation,
+      as the error of a median);
+    * margin = sqrt((own^2 + spread^2) / m), m = the number of independent sources (distinct id
+      namespaces) among the fresh quotes: agreeing independent sources narrow it.
+    price_low = price - margin, price_high = price + margin; an unverified pair's interval is widened to
+    hold both prices. (Percentiles of Pyth-style votes were tried: their width either ignores the number
+    of sources or shrinks as sources drift apart; this one grows with every disagreement.)
 
 Confidence, in [0, 1]
-    Let C = the fresh, non-outlier quotes (candidates), U ⊆ C the used ones, t_i = trust of each
-    (clamped to [0, 1]), t_max = max over U, spread = relative spread of C's prices,
-    tol = disagreement_tolerance, combined = 1 - prod_U(1 - t_i) (chance that at least one used source
-    is right; grows with the number of sources and their trust, and is >= t_max).
+    confidence = (1 - 2^-n) x tol / (tol + w) (``consensus.confidence_of``), where n = the number of
+    independent sources among the used quotes (distinct id namespaces: an API and the same site's pages
+    are one), tol = ``disagreement_tolerance`` and w = (price_high - price_low) / price. One source alone
+    is worth at most 1/2, two 3/4, three 7/8; an interval as wide as the tolerance halves it; more
+    disagreement (the quotes spread further around the price) never raises it. tol = 0: (1 - 2^-n) when
+    w = 0, else 0.
 
-    * |C| == 1:              confidence = t (exactly the trust of the only source)
-    * spread <= tol:         confidence = t_max + (combined - t_max) * (1 - spread / tol)
-                             (= combined when the sources agree exactly, t_max at the tolerance edge;
-                             so agreeing sources score above any one of them alone)
-    * spread >  tol:         confidence = t_max * tol / spread   (< t_max: disagreement costs confidence)
-    * outliers dropped:      the above x |C| / |fresh| (the share of fresh sources that agree)
+Rule ``BASELINE`` (``reconcile.baseline``, kept to compare with): the MAD rule around the plain median of
+the fresh prices with the tolerance floor, the 2-candidate disagreement settled by the previous price
+(no ``unverified``), price = weighted median of the used quotes, no interval, no ``price_at``, and
+confidence from trust: t (one candidate); t_max + (combined - t_max) x (1 - spread / tol) within the
+tolerance, combined = 1 - prod(1 - t_i); t_max x tol / spread beyond it; x |candidates| / |fresh| when
+outliers were dropped.
 
 A coin whose quotes are all stale yields no snapshot. Quote ages are measured against
 ``observed_at``; naive datetimes are taken as UTC. Trust missing from a mapping is 0.5; a NaN trust is 0.
-Where the order of float operations matters, it is the sources' name order (the product above, the
-total weight of a median).
+Where the order of float operations matters, it is the sources' name order (the total weight of a
+median, the baseline's product of trusts).
 
-Modules: ``identity`` (keys, grouping, coin ids), ``consensus`` (one coin's values and confidence),
-``rows`` (what is kept of each quote).
+Modules: ``identity`` (keys, grouping, coin ids), ``consensus`` (one coin's values, interval and
+confidence), ``precision`` (each source's uncertainty), ``memory`` (the state one cycle leaves the next),
+``baseline`` (the former rule), ``rows`` (what is kept of each quote).
 """
 
 from __future__ import annotations
@@ -75,10 +103,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from operator import attrgetter
+from typing import Literal
 
 from cryptoviz.gcpause import paused_gc
 from cryptoviz.models import CoinSnapshot, SourceQuote
-from cryptoviz.reconcile.consensus import DISAGREEMENT, OUTLIER, coin_snapshot
+from cryptoviz.reconcile.baseline import baseline_snapshot
+from cryptoviz.reconcile.consensus import SourceFact, SourceFacts, coin_snapshot, confidence_of
 from cryptoviz.reconcile.identity import (
     NamespaceOf,
     coin_ids,
@@ -88,13 +118,22 @@ from cryptoviz.reconcile.identity import (
     namespace_lookup,
     normalise_name,
 )
+from cryptoviz.reconcile.memory import DISAGREEMENT, EMPTY, OUTLIER, ConsensusMemory, remember
+from cryptoviz.reconcile.precision import DEFAULT_PRECISION, Precision, half_width, precision_of
 from cryptoviz.reconcile.rows import Trust, trust_lookup
 from cryptoviz.sources.spec import IdNamespace
 from cryptoviz.validate import STALE, timestamp
 
 DROPPED_REASONS = (STALE, OUTLIER, DISAGREEMENT)
 
-__all__ = ["DISAGREEMENT", "DROPPED_REASONS", "OUTLIER", "Trust", "identity_keys", "normalise_name", "reconcile"]
+Rule = Literal["interval", "baseline"]
+INTERVAL: Rule = "interval"  # the rule documented above
+BASELINE: Rule = "baseline"  # the rule before intervals (see reconcile.baseline)
+RULES = (INTERVAL, BASELINE)
+
+__all__ = ["BASELINE", "DEFAULT_PRECISION", "DISAGREEMENT", "DROPPED_REASONS", "INTERVAL", "OUTLIER", "RULES",
+           "ConsensusMemory", "Precision", "Trust", "confidence_of", "half_width", "identity_keys",
+           "normalise_name", "reconcile", "remember"]
 
 _ORDER = attrgetter("coin_id", "currency")
 
@@ -108,12 +147,18 @@ def reconcile(
     disagreement_tolerance: float = 0.05,
     previous: Mapping[str, float] | None = None,
     namespaces: Mapping[str, IdNamespace] | None = None,
+    memory: ConsensusMemory | None = None,
+    precision: Mapping[str, Precision] | None = None,
+    rule: Rule = INTERVAL,
 ) -> list[CoinSnapshot]:
     """One ``CoinSnapshot`` per coin, sorted by (coin_id, currency) (see the package docstring for the rules).
 
     ``trust``: source name -> weight in [0, 1] (mapping or callable); ``max_staleness`` in seconds;
     ``previous``: coin_id -> previous consensus price, used to settle a two-source disagreement;
-    ``namespaces``: source name -> its id namespace (None: the source registry's).
+    ``namespaces``: source name -> its id namespace (None: the source registry's);
+    ``memory``: ``remember(snapshots)`` of the previous cycle (the hysteresis' state; None: nothing
+    remembered); ``precision``: source -> its declared precision (None: ``DEFAULT_PRECISION``); ``rule``:
+    ``INTERVAL`` or ``BASELINE`` (which ignores ``memory`` and ``precision``).
     Quotes without a positive finite price are skipped (validation rejects them earlier).
     The cyclic garbage collector is paused while it runs: it creates a few acyclic objects per quote,
     which the collector would walk again and again for nothing.
@@ -122,10 +167,25 @@ def reconcile(
         raise ValueError(f"max_staleness must be > 0 seconds, got {max_staleness!r}")
     if not disagreement_tolerance >= 0:
         raise ValueError(f"disagreement_tolerance must be >= 0, got {disagreement_tolerance!r}")
+    if rule not in RULES:
+        raise ValueError(f"unknown reconciliation rule {rule!r}; known: {', '.join(RULES)}")
     namespace_of = namespace_lookup(default_namespaces() if namespaces is None else namespaces)
     with paused_gc():
         return _reconcile(quotes, observed_at, trust_lookup(trust), namespace_of, max_staleness,
-                          disagreement_tolerance, previous)
+                          disagreement_tolerance, previous, memory or EMPTY, precision, rule)
+
+
+def _facts(namespace_of: NamespaceOf, table: Mapping[str, Precision] | None, observed_ts: float) -> SourceFacts:
+    """The sources' precision and independent group, looked up once per source and call."""
+    known: dict[str, SourceFact] = {}
+
+    def learn(source: str) -> SourceFact:
+        precision = precision_of(source, table)
+        fact = known[source] = (precision.noise * precision.noise, precision.latency, precision.rounded,
+                                namespace_of(source).name)
+        return fact
+
+    return SourceFacts(known, learn, observed_ts)
 
 
 def _reconcile(
@@ -136,14 +196,25 @@ def _reconcile(
     max_staleness: float,
     tol: float,
     previous: Mapping[str, float] | None,
+    memory: ConsensusMemory,
+    precision: Mapping[str, Precision] | None,
+    rule: Rule,
 ) -> list[CoinSnapshot]:
     # A function of its own: what it builds on the way is freed before the collector runs again.
-    coins = group(quotes, timestamp(observed_at), trust_of, namespace_of, max_staleness)
+    observed_ts = timestamp(observed_at)
+    coins = group(quotes, observed_ts, trust_of, namespace_of, max_staleness)
     ids, twins = coin_ids(coins, namespace_of)
-    snapshots = [
-        snapshot for rows, coin in zip(coins, ids, strict=True)
-        if (snapshot := coin_snapshot(rows, coin, observed_at, tol, previous)) is not None
-    ]
+    if rule == BASELINE:
+        snapshots = [
+            snapshot for rows, coin in zip(coins, ids, strict=True)
+            if (snapshot := baseline_snapshot(rows, coin, observed_at, tol, previous)) is not None
+        ]
+    else:
+        facts = _facts(namespace_of, precision, observed_ts)
+        snapshots = [
+            snapshot for rows, coin in zip(coins, ids, strict=True)
+            if (snapshot := coin_snapshot(rows, coin, observed_at, tol, previous, memory, facts)) is not None
+        ]
     # Coins sharing an id (see coin_ids) come out in the order of their sources.
     snapshots.sort(key=_twin_order if twins else _ORDER)
     return snapshots
