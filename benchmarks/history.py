@@ -1247,6 +1247,10 @@ def measure_baseline(url: str, calls: list[ApiCall], now: datetime, sizes: Sizes
             base_calls.append(ApiCall(call.range, "ohlc", history_url(COIN, call.start, call.end,
                                                                       interval=str(steps[call.range])),
                                       start=call.start, end=call.end))
+    with engine.begin() as conn:  # the route of today reads the value's interval (migration 0007): empty here
+        conn.exec_driver_sql("ALTER TABLE currency_data ADD COLUMN IF NOT EXISTS price_low double precision, "
+                             "ADD COLUMN IF NOT EXISTS price_high double precision, ADD COLUMN IF NOT EXISTS "
+                             "unverified boolean NOT NULL DEFAULT false, ADD COLUMN IF NOT EXISTS price_at timestamptz")
     try:
         with _test_client(baseline_history_app(engine)) as client:
             api = measure_api(client, base_calls, sizes, baseline=True)

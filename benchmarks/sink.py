@@ -99,7 +99,8 @@ def same_rows(snapshots: Iterable[CoinSnapshot]) -> dict[str, list[tuple[Any, ..
     # The candles the writer folds its history rows into (each equals the recomputation from its rows).
     prices = rows["source_prices"]
     points = [Point(h["currency_id"], h["observed_at"], h["price"], h["market_cap"], h["volume_24h"],
-                    h["confidence"], h["sources"], prices.get((h["currency_id"], h["observed_at"])))
+                    h["confidence"], h["sources"], prices.get((h["currency_id"], h["observed_at"])),
+                    h["price_low"], h["price_high"], h["unverified"])
               for h in rows["history"]]
     for tier in TIERS:
         rows[tier.table.name] = [c.row() for c in aggregate(points, tier.seconds).values()]

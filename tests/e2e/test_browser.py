@@ -3,7 +3,8 @@
 The market simulator feeds the embedded pipeline (in-process bus, SQLite) for some cycles; the API
 serves that database; Chromium (Debian's, driven by Playwright) opens the page. While the page stays
 open the pipeline runs more cycles and one more observation is written: the page must show them
-without a reload. A screenshot goes to test-artifacts/dashboard.png and docs/img/dashboard.png.
+without a reload. The screenshot goes to a temporary directory, kept and printed when the test fails;
+``make screenshot`` copies it to docs/img/dashboard.png (``DASHBOARD_SCREENSHOT``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -39,13 +41,13 @@ from cryptoviz.store.tables import currencies, currency_data, currency_data_hist
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 ROOT = Path(__file__).resolve().parents[2]
-ARTIFACT = ROOT / "test-artifacts" / "dashboard.png"
-DOCS_IMAGE = ROOT / "docs" / "img" / "dashboard.png"
+SCREENSHOT_TO = os.environ.get("DASHBOARD_SCREENSHOT")  # set by `make screenshot`; tests write no tracked file
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 FIRST_CYCLES = 30  # one a second: enough history for candles
 LIVE_CYCLES = 3
 TIMEOUT_MS = 20_000
+NOT_SOURCES = {"95 % low", "95 % interval", "unverified"}  # the chart's other traces: the band and its marks
 
 
 def chromium_path() -> str:
@@ -156,6 +158,8 @@ def test_dashboard_shows_the_market_and_updates_live(market: Market, app: FastAP
     stored = market.run_cycles(FIRST_CYCLES)
     assert stored >= FIRST_CYCLES * 150
     problems: list[str] = []
+    shot = Path(tempfile.mkdtemp(prefix="cryptoviz-dashboard-")) / "dashboard.png"
+    print(f"dashboard screenshot (kept when this test fails): {shot}")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
@@ -182,7 +186,7 @@ def test_dashboard_shows_the_market_and_updates_live(market: Market, app: FastAP
                 "document.getElementById('chart').data.map(t => ({type: t.type, name: t.name, n: (t.x || []).length}))")
             assert traces[0]["type"] == "candlestick" and traces[0]["n"] >= 5, traces
             assert traces[1]["name"] == "consensus" and traces[1]["n"] >= FIRST_CYCLES - 2, traces
-            assert {t["name"] for t in traces[2:]} == {"coingecko", "coinmarketcap"}, traces
+            assert {t["name"] for t in traces[2:]} - NOT_SOURCES == {"coingecko", "coinmarketcap"}, traces
             assert page.locator("#chart .main-svg .trace path").count() > 0
             assert page.locator("[data-testid=source-values] .chip").count() == 2
             page.wait_for_function("document.querySelectorAll('[data-testid=source]').length === 2")
@@ -262,14 +266,16 @@ def test_dashboard_shows_the_market_and_updates_live(market: Market, app: FastAP
             assert re.fullmatch(r"\d{1,2}:\d{2}:\d{2}( [AP]M)?", page.locator("[data-testid=last-update]").inner_text())
 
             page.wait_for_function("!document.querySelector('.flash-up, .flash-down')")  # the price flash is over
-            ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(ARTIFACT), full_page=False)
+            page.screenshot(path=str(shot), full_page=False)
         finally:
             browser.close()
-    assert ARTIFACT.stat().st_size > 20_000
-    DOCS_IMAGE.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(ARTIFACT, DOCS_IMAGE)
+    assert shot.stat().st_size > 20_000
     assert not problems, problems
+    if SCREENSHOT_TO:
+        target = ROOT / SCREENSHOT_TO  # relative to the repository (tests run in their own directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, target)
+    shutil.rmtree(shot.parent)  # passed: nothing to look at
 
 
 def test_dashboard_passes_the_token_to_its_requests_and_stream(tmp_path: Path) -> None:
@@ -395,7 +401,7 @@ def test_long_ranges_draw_candles_from_the_tiers(tmp_path: Path) -> None:
                 month = show("30d", "1h")
                 assert month["lineTier"] == "1h" and month["step"] % 3600 == 0
                 assert month["traces"][0]["n"] >= 100, month
-                assert {t["name"] for t in month["traces"][2:]} == {"coingecko", "coinmarketcap"}, month
+                assert {t["name"] for t in month["traces"][2:]} - NOT_SOURCES == {"coingecko", "coinmarketcap"}, month
                 assert month["traces"][1]["nulls"] == 1, month  # the 8-hour hole: no line across it
 
                 # 1y: daily candles; the backfilled days lighter, the time between them and the live data a gap.
@@ -408,6 +414,118 @@ def test_long_ranges_draw_candles_from_the_tiers(tmp_path: Path) -> None:
                 assert whole["traces"] == year["traces"], whole
                 back = show("24h", day["tier"])
                 assert back["lineTier"] == "raw", back
+            finally:
+                browser.close()
+    finally:
+        handle.stop()
+        engine.dispose()
+    assert not problems, problems
+
+
+def quality_database(url: str, now: datetime) -> list[CoinSnapshot]:
+    """Bitcoin every minute for the last 30 minutes, each value with its 95 % interval (price +- 2 %), quoted
+    20 s before the cycle, every 7th one unverified; ether last seen 2 hours ago (stale); tether unverified
+    now. Returns bitcoin's snapshots."""
+    from tests.factories import snapshot
+
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    btc = []
+    for k in range(30):
+        at = now - timedelta(minutes=29 - k)
+        price = 60_000.0 + 100 * math.sin(k / 4)
+        btc.append(replace(snapshot("bitcoin", price=price, at=at, symbol="BTC"), price_low=round(price * 0.98, 2),
+                           price_high=round(price * 1.02, 2), unverified=k % 7 == 3,
+                           price_at=at - timedelta(seconds=20)))
+    sink = open_sink(engine)
+    sink.write(btc)
+    sink.write([snapshot("ethereum", price=3_000.0, at=now - timedelta(hours=2), symbol="ETH"),
+                replace(snapshot("tether", price=1.0, at=now, symbol="USDT"), unverified=True)])
+    engine.dispose()
+    return btc
+
+
+CHART_QUALITY = """(() => { const d = document.getElementById('chart').data || [];
+  return d.map(t => ({name: t.name, type: t.type, fill: t.fill || null, n: (t.x || []).length,
+                      y: t.y, showlegend: t.showlegend !== false})); })()"""
+
+
+def test_dashboard_shows_the_interval_band_stale_rows_and_unverified_marks(tmp_path: Path) -> None:
+    executable = chromium_path()
+    from playwright.sync_api import sync_playwright
+
+    url = f"sqlite:///{tmp_path / 'quality.db'}"
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
+    btc = quality_database(url, now)
+    engine = make_engine(url)
+    settings = load_settings(database_url=url, max_staleness=900)
+    app = create_app(engine, settings, poll_interval=0.3)
+    handle = serve_in_thread(app, port=0)
+    problems: list[str] = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1440, "height": 1100})
+                page.set_default_timeout(TIMEOUT_MS)
+                page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+                page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}")
+                        if msg.type == "error" else None)
+                page.goto(f"{handle.url}/?coin=bitcoin")
+                page.wait_for_function("document.querySelectorAll('[data-testid=coin-row]').length === 3")
+                page.wait_for_selector("[data-testid=live-indicator][data-state=live]")
+
+                # The band: the low edge, then the high edge filled down to it, right after the consensus line.
+                page.wait_for_function("(() => { const d = document.getElementById('chart').data;"
+                                       " return d && d.some(t => t.name === '95 % interval'); })()")
+                traces = page.evaluate(CHART_QUALITY)
+                names = [t["name"] for t in traces]
+                assert names[1] == "consensus", names
+                low, high = traces[2], traces[3]
+                assert (low["name"], low["fill"], low["showlegend"]) == ("95 % low", None, False), traces
+                assert (high["name"], high["fill"]) == ("95 % interval", "tonexty"), traces
+                assert low["y"] == [s.price_low for s in btc] and high["y"] == [s.price_high for s in btc]
+                line = traces[1]["y"]
+                assert all(lo < y < hi for lo, y, hi in zip(low["y"], line, high["y"], strict=True))
+                # each unverified value is marked on the line
+                marks = next(t for t in traces if t["name"] == "unverified")
+                assert marks["type"] == "scatter" and marks["y"] == [s.price for s in btc if s.unverified]
+                assert page.locator("[data-testid=coin-interval]").inner_text() == \
+                    f"${btc[-1].price_low:,.2f} – ${btc[-1].price_high:,.2f}"
+
+                # Ether has had no quote for 2 hours: still listed, greyed, its age in the tooltip.
+                eth = page.locator("[data-testid=coin-row][data-id=ethereum]")
+                assert "stale" in (eth.get_attribute("class") or "").split()
+                assert re.fullmatch(r"Stale: last value 2 h old, beyond the staleness limit", eth.get_attribute("title")
+                                    or ""), eth.get_attribute("title")
+                assert page.evaluate("getComputedStyle(document.querySelector("
+                                     "'[data-testid=coin-row][data-id=ethereum] td[data-col=price]')).opacity") == "0.55"
+                fresh = page.locator("[data-testid=coin-row][data-id=bitcoin]")
+                assert "stale" not in (fresh.get_attribute("class") or "").split()
+                assert fresh.get_attribute("title") is None
+
+                # Tether's value is unverified: a visible mark with a tooltip; bitcoin's current one is not.
+                mark = page.locator("[data-testid=coin-row][data-id=tether] [data-testid=unverified-mark]")
+                assert mark.is_visible() and mark.get_attribute("title").startswith("Unverified: two sources")
+                assert page.locator("[data-testid=coin-row][data-id=bitcoin] [data-testid=unverified-mark]").count() == 0
+                page.hover("[data-testid=coin-row][data-id=tether] [data-testid=unverified-mark]")
+
+                # A new value comes through the stream: the band follows the line.
+                last = btc[-1]
+                new = replace(last, observed_at=last.observed_at + timedelta(seconds=30), price=last.price + 50,
+                              price_low=last.price + 10, price_high=last.price + 90, unverified=True,
+                              price_at=last.observed_at + timedelta(seconds=25))
+                open_sink(engine).write([new])
+                app.state.live.notify(1)
+                page.wait_for_function(
+                    "(hi) => { const d = document.getElementById('chart').data;"
+                    " const t = d.find(t => t.name === '95 % interval'); return t && t.y[t.y.length - 1] === hi; }",
+                    arg=new.price_high)
+                traces = page.evaluate(CHART_QUALITY)
+                band = {t["name"]: t for t in traces}
+                assert band["95 % low"]["y"][-1] == new.price_low and band["95 % low"]["n"] == len(btc) + 1
+                assert band["unverified"]["y"][-1] == new.price
+                page.wait_for_selector("[data-testid=coin-flags] [data-testid=unverified-mark]")
             finally:
                 browser.close()
     finally:

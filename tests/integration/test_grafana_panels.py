@@ -29,6 +29,7 @@ import psycopg
 import pytest
 from benchmarks.grafana import TimeRange, grafana_sql, interval_seconds, load_dashboards, panels
 
+from cryptoviz import cli
 from cryptoviz.store import migrate
 
 pytestmark = pytest.mark.integration
@@ -84,7 +85,7 @@ EXPECTED: dict[tuple[str, str, str], tuple[str, tuple[str, ...]]] = {
     ("market-overview", "Top losers (24h)", "A"): ("table", ("coin", "change_24h")),
     ("coin-detail", "Now", "A"):
         ("table", ("price", "change_24h", "market_cap", "volume_24h", "rank", "confidence", "n_sources")),
-    ("coin-detail", "Price and 24h volume", "A"): (TS, ("time", "price")),
+    ("coin-detail", "Price and 24h volume", "A"): (TS, ("time", "price", "price_low", "price_high")),
     ("coin-detail", "Price and 24h volume", "B"): (TS, ("time", "volume_24h")),
     ("coin-detail", "Price candles (OHLC)", "A"): (TS, ("time", "open", "high", "low", "close")),
     ("coin-detail", "Price per source and consensus", "A"): (TS, ("time", "metric", "price")),
@@ -107,6 +108,10 @@ EXPECTED: dict[tuple[str, str, str], tuple[str, tuple[str, ...]]] = {
     ("data-quality", "Dead letters per interval", "A"): (TS, ("time", "dead_letters")),
     ("data-quality", "Latest dead letters", "A"):
         ("table", ("dead_at", "topic", "partition", "offset", "key", "error")),
+    ("data-quality", "Unverified and stale values (now)", "A"): ("table", ("coins", "unverified", "stale", "with_interval")),
+    ("data-quality", "Unverified or stale coins (now)", "A"):
+        ("table", ("name", "symbol", "price", "price_low", "price_high", "unverified", "age_s", "state", "observed_at")),
+    ("data-quality", "Unverified values over time", "A"): (TS, ("time", "unverified", "unverified_pct")),
     ("pipeline-health", "Cycles", "A"):
         ("table", ("since_last_cycle_s", "cycles", "partial", "failed", "avg_duration_s")),
     ("pipeline-health", "Cycle duration", "A"): (TS, ("time", "avg_s", "max_s")),
@@ -137,7 +142,7 @@ def _plain(url: str) -> str:
     return re.sub(r"^postgresql\+\w+://", "postgresql://", url)
 
 
-DEMO_SOURCES = ["coingecko", "coinmarketcap", "coinpaprika"]  # what `cryptoviz demo` collects
+DEMO_SOURCES = sorted(cli.DEMO_SOURCES.split(","))  # what `cryptoviz demo` collects (aggregators and exchanges)
 
 
 def as_reader(url: str) -> str:
@@ -172,12 +177,34 @@ def _insert_extra_rows(url: str, started: datetime) -> int:
              (run_id, started - timedelta(seconds=45), "coinmarketcap", "solana", "last_updated", "stale",
               "older than 900 s")],
         )
+        _value_quality(conn)
         letters = [(started + timedelta(seconds=i), "crypto_viz", i % 6, 100 + i, f"coin-{i}",
                     "MessageError: not JSON") for i in range(3)]
         conn.cursor().executemany(
             'INSERT INTO dead_letters (dead_at, topic, "partition", "offset", key, error)'
             " VALUES (%s, %s, %s, %s, %s, %s)", letters)
     return len(letters)
+
+
+UNVERIFIED = ("ethereum", "solana")  # their current values and every history row: unverified
+STALE = "tether"  # its current value was quoted two hours ago
+
+
+def _value_quality(conn: psycopg.Connection[Any]) -> None:
+    """Intervals, unverified values and a stale one, where the demo's data has none: bitcoin's values get
+    [0.99 price, 1.01 price] (its candles the band of their rows, as the writer folds them)."""
+    conn.execute("UPDATE currency_data_history SET price_low = 0.99 * price, price_high = 1.01 * price "
+                 "WHERE currency_id = 'bitcoin' AND price_low IS NULL")
+    conn.execute("UPDATE currency_data SET price_low = 0.99 * price, price_high = 1.01 * price "
+                 "WHERE currency_id = 'bitcoin' AND price_low IS NULL")
+    conn.execute("UPDATE currency_data_history SET unverified = true WHERE currency_id = ANY(%s)", (list(UNVERIFIED),))
+    conn.execute("UPDATE currency_data SET unverified = true WHERE currency_id = ANY(%s)", (list(UNVERIFIED),))
+    conn.execute("UPDATE currency_data SET price_at = now() - interval '2 hours' WHERE currency_id = %s", (STALE,))
+    for table in ("candles_5m", "candles_1h", "candles_1d"):
+        conn.execute(f"UPDATE {table} SET price_low = 0.99 * low, price_high = 1.01 * high "  # noqa: S608
+                     "WHERE currency_id = 'bitcoin' AND price_low IS NULL")
+        conn.execute(f"UPDATE {table} SET unverified_n = n WHERE currency_id = ANY(%s)",  # noqa: S608
+                     (list(UNVERIFIED),))
 
 
 @pytest.fixture(scope="module")
@@ -332,6 +359,8 @@ EXEMPT: dict[tuple[str, ...], str] = {
     ("market-overview", "Top losers (24h)"): CURRENT,
     ("coin-detail", "Now"): CURRENT,
     ("data-quality", "Confidence distribution"): CURRENT,
+    ("data-quality", "Unverified and stale values (now)"): CURRENT,
+    ("data-quality", "Unverified or stale coins (now)"): CURRENT,
     ("coin-detail", "Latest quote per source"):
         "the coin's latest observation: raw rows of one coin within a day of its current value",
     **{("data-quality", title): "rejected items (quote_rejections), not price history"
@@ -408,9 +437,9 @@ def old_candle(loaded: Loaded) -> datetime:
     day = (loaded.time_range.end - timedelta(days=300)).replace(hour=0, minute=0, second=0, microsecond=0)
     with psycopg.connect(loaded.owner_url) as conn:
         conn.execute("INSERT INTO candles_1d (currency_id, bucket, open, high, low, close, open_at, close_at,"
-                     " market_cap, volume_24h, n, n_backfill, confidence_min, sources, source_close)"
-                     " VALUES ('bitcoin', %s, 1, 2, 0.5, 1.5, %s, %s, 1e9, 1e6, 3, 0, 0.9, 'coingecko',"
-                     " '{\"coingecko\": 1.5}') ON CONFLICT DO NOTHING",
+                     " market_cap, volume_24h, n, n_backfill, confidence_min, sources, source_close, price_low,"
+                     " price_high) VALUES ('bitcoin', %s, 1, 2, 0.5, 1.5, %s, %s, 1e9, 1e6, 3, 0, 0.9, 'coingecko',"
+                     " '{\"coingecko\": 1.5}', 0.4, 2.2) ON CONFLICT DO NOTHING",
                      (day, day + timedelta(hours=1), day + timedelta(hours=20)))
     return day
 
@@ -457,8 +486,9 @@ def test_dominance_adds_up_to_100_percent(run_panel: Callable[[str, str, str], R
 def test_total_market_cap_matches_the_latest_cycle(loaded: Loaded, run_panel: Callable[[str, str, str], Result]) \
         -> None:
     result = run_panel("market-overview", "Total market cap", "A")
-    latest = query(loaded.owner_url, "SELECT sum(market_cap) FROM currency_data_history"
-                                     " WHERE observed_at = (SELECT max(observed_at) FROM currency_data_history)")
+    # each coin's last value: the current ones (exchange feeds update some coins between the cycles, so the
+    # newest observation time holds only those)
+    latest = query(loaded.owner_url, "SELECT sum(market_cap) FROM currency_data WHERE market_cap > 0")
     assert float(result.rows[-1][1]) == pytest.approx(float(latest.rows[0][0]), rel=0.05)
 
 
@@ -479,7 +509,7 @@ def test_candles_are_consistent(run_panel: Callable[[str, str, str], Result]) ->
 
 def test_each_source_beside_the_consensus(run_panel: Callable[[str, str, str], Result]) -> None:
     assert set(run_panel("coin-detail", "Price per source and consensus", "A").column("metric")) == \
-        {"coingecko", "coinmarketcap", "coinpaprika"}
+        set(DEMO_SOURCES)
     quotes = run_panel("coin-detail", "Latest quote per source", "A")
     assert sorted(quotes.column("source")) == DEMO_SOURCES
     assert all(abs(d) < 5 for d in quotes.column("deviation_pct") if d is not None)
@@ -546,3 +576,26 @@ def test_records_per_minute_add_up_to_the_history_rows(
         assert stored * seconds / 60 == pytest.approx(rows), (tier, seconds)
     cycles = run_panel("pipeline-health", "Cycles", "A")
     assert cycles.column("cycles")[0] >= 3 and cycles.column("partial")[0] >= 1
+
+
+def test_the_coin_price_carries_its_band(loaded: Loaded, run_panel: Callable[[str, str, str], Result]) -> None:
+    result = run_panel("coin-detail", "Price and 24h volume", "A")
+    points = [(p, lo, hi) for _t, p, lo, hi in result.rows if p is not None]
+    assert points and all(lo is not None and hi is not None and lo < p < hi for p, lo, hi in points)
+    panel, _target = targets()[("coin-detail", "Price and 24h volume", "A")]
+    band = {o["matcher"]["options"]: {p["id"]: p["value"] for p in o["properties"]}
+            for o in panel["fieldConfig"]["overrides"] if o["matcher"]["options"] in ("price_low", "price_high")}
+    assert band["price_high"]["custom.fillBelowTo"] == "price_low"  # Grafana fills the band between them
+    assert band["price_low"]["custom.lineWidth"] == band["price_high"]["custom.lineWidth"] == 0
+
+
+def test_unverified_and_stale_values_are_counted_and_listed(run_panel: Callable[[str, str, str], Result]) -> None:
+    counts = run_panel("data-quality", "Unverified and stale values (now)", "A")
+    coins, unverified, stale, with_interval = counts.rows[0]
+    assert unverified == len(UNVERIFIED) and stale >= 1 and with_interval >= 1 and coins >= 150
+    listed = run_panel("data-quality", "Unverified or stale coins (now)", "A")
+    states = {name: (flag, state) for name, _s, _p, _lo, _hi, flag, _age, state, _at in listed.rows}
+    assert states["Tether"] == (False, "stale") and states["Ethereum"] == (True, "fresh")
+    assert listed.rows[0][7] == "stale" and listed.rows[0][6] >= 7200  # the stale first, with its age
+    over_time = run_panel("data-quality", "Unverified values over time", "A")
+    assert sum(float(v) for v in over_time.column("unverified") if v is not None) > 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -120,5 +121,58 @@ def test_old_rows_wait_in_the_default_partition_then_retention_drops_whole_days(
                                 {"t": old_day + timedelta(days=1)}).scalar_one() == 5
         # a second run finds nothing more
         assert upkeep(engine, settings).total_rows == 0
+    finally:
+        engine.dispose()
+
+
+def _columns(engine: sa.Engine, table: str) -> set[str]:
+    return {c["name"] for c in sa.inspect(engine).get_columns(table)}
+
+
+INTERVAL_COLUMNS = {"price_low", "price_high", "unverified", "price_at"}
+BAND_COLUMNS = {"price_low", "price_high", "unverified_n"}
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
+def test_the_interval_migration_goes_down_and_up_on_a_filled_database(pg_database: str, tmp_path: Path,
+                                                                      dialect: str) -> None:
+    url = pg_database if dialect == "postgresql" else f"sqlite:///{tmp_path / 'filled.db'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    try:
+        now = datetime.now(UTC).replace(microsecond=0)
+        batch = [replace(snapshot(f"coin-{i}", at=now - timedelta(hours=2), minutes=m, price=100.0 + m),
+                         price_low=99.0 + m, price_high=101.0 + m, unverified=m % 2 == 0,
+                         price_at=now - timedelta(hours=2, seconds=30) + timedelta(minutes=m))
+                 for i in range(20) for m in range(0, 90, 3)]
+        open_sink(engine).write(batch)
+        counts = {t: _count(engine, t) for t in (*RAW, "currency_data", "candles_5m", "candles_1h")}
+        with engine.connect() as conn:
+            unverified = conn.execute(sa.text("SELECT sum(unverified_n) FROM candles_1d")).scalar_one()
+        assert unverified == sum(1 for s in batch if s.unverified)
+        old_candles = {t.table.name: _candles(engine, t.table.name) for t in TIERS}
+
+        migrate.downgrade(url, "0006")
+        engine.dispose()
+        assert not INTERVAL_COLUMNS & _columns(engine, "currency_data_history")
+        assert not INTERVAL_COLUMNS & _columns(engine, "currency_data")
+        assert not BAND_COLUMNS & _columns(engine, "candles_1h")
+        assert {t: _count(engine, t) for t in counts} == counts
+        assert {t.table.name: _candles(engine, t.table.name) for t in TIERS} == old_candles
+
+        migrate.upgrade(url)
+        engine.dispose()
+        assert INTERVAL_COLUMNS <= _columns(engine, "currency_data_history")
+        assert BAND_COLUMNS <= _columns(engine, "candles_5m")
+        with engine.connect() as conn:  # what was dropped comes back empty: no interval, verified
+            assert conn.execute(sa.text("SELECT count(*) FROM currency_data_history WHERE price_low IS NOT NULL "
+                                        "OR unverified OR price_at IS NOT NULL")).scalar_one() == 0
+            assert conn.execute(sa.text("SELECT sum(unverified_n) FROM candles_1d")).scalar_one() == 0
+        # and the sink writes them again
+        later = [replace(s, observed_at=s.observed_at + timedelta(hours=2)) for s in batch[:30]]
+        open_sink(engine).write(later)
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM currency_data_history WHERE unverified"))\
+                .scalar_one() == sum(1 for s in later if s.unverified)
     finally:
         engine.dispose()

@@ -169,12 +169,46 @@ def _recomputed(rows: dict[str, list[tuple[Any, ...]]]) -> dict[str, list[tuple[
         prices.setdefault(key, {})[r[quote.index("source")]] = r[quote.index("price")]
     points = [Point(r[names.index("currency_id")], r[names.index("observed_at")], r[names.index("price")],
                     r[names.index("market_cap")], r[names.index("volume_24h")], r[names.index("confidence")],
-                    r[names.index("sources")], prices.get((r[0], r[1]))) for r in rows["currency_data_history"]]
+                    r[names.index("sources")], prices.get((r[0], r[1])), r[names.index("price_low")],
+                    r[names.index("price_high")], bool(r[names.index("unverified")]))
+              for r in rows["currency_data_history"]]
     out = {}
     for tier in TIERS:
         candles = aggregate(points, tier.seconds)
         out[tier.table.name] = [tuple(c.row().values()) for _, c in sorted(candles.items())]
     return out
+
+
+def _interval(rng: Any, minutes: int) -> dict[str, Any]:
+    """A random interval (or none), verification and quote time, as the reconciler fills them."""
+    if rng.random() < 0.3:
+        return {"unverified": rng.random() < 0.3}  # no interval, no quote time
+    low, high = rng.uniform(80, 95), rng.uniform(105, 120)
+    return {"price_low": low, "price_high": high, "unverified": rng.random() < 0.3,
+            "price_at": T0 + timedelta(minutes=minutes, seconds=-rng.randint(0, 90))}
+
+
+def test_interval_verification_and_quote_time_are_stored_and_replays_keep_them(pair: Any) -> None:
+    at = T0 + timedelta(minutes=3, seconds=-40)
+    wide = coin("band", 3, price=100.0, price_low=97.5, price_high=102.5, unverified=True, price_at=at)
+    assert write_both(pair, [wide, coin("plain", 3)]) == WriteResult(2, 2, 4)
+    assert write_both(pair, [wide]) == WriteResult(1, 0, 0)  # a redelivery changes nothing
+    # a naive quote time is UTC on both paths; a later value replaces the current one
+    later = coin("band", 4, price_low=None, price_high=None, unverified=False, price_at=at.replace(tzinfo=None))
+    write_both(pair, [later])
+    with pair[0].engine.connect() as conn:
+        current = conn.execute(sa.select(currency_data.c.price_low, currency_data.c.unverified,
+                                         currency_data.c.price_at)
+                               .where(currency_data.c.currency_id == "band")).one()
+        assert current == (None, False, at)
+        stored = conn.execute(sa.select(currency_data_history.c.price_low, currency_data_history.c.price_high,
+                                        currency_data_history.c.unverified, currency_data_history.c.price_at)
+                              .where(currency_data_history.c.currency_id == "band")
+                              .order_by(currency_data_history.c.observed_at)).all()
+        assert stored == [(97.5, 102.5, True, at), (None, None, False, at)]
+        candle = conn.execute(sa.text("SELECT price_low, price_high, unverified_n, n FROM candles_1h "
+                                      "WHERE currency_id = 'band'")).one()
+        assert tuple(candle) == (97.5, 102.5, 1, 2)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -186,7 +220,8 @@ def test_candles_equal_a_recomputation_from_the_history_rows_whatever_the_order(
     # minutes 0..40 (several 5-minute buckets, an hour boundary at 60 is not needed: buckets are per tier)
     observations = [coin(c, m, price=rng.uniform(90, 110), confidence=rng.choice([0.5, 0.9, 0.99]),
                          record=rng.random() > 0.25,
-                         sources=(SourceValue(rng.choice(["coingecko", "coinpaprika"]), c, 1.0, None, None, None),))
+                         sources=(SourceValue(rng.choice(["coingecko", "coinpaprika"]), c, 1.0, None, None, None),),
+                         **_interval(rng, m))
                     for c in coins for m in range(0, 41, 2)]
     rng.shuffle(observations)  # late and out-of-order rows
     batches = []

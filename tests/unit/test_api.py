@@ -71,13 +71,18 @@ COINS = [
 
 
 def snap(coin: Coin, k: int, *, at: datetime | None = None, price: float | None = None) -> CoinSnapshot:
+    """Bitcoin's values carry an interval [price - 1, price + 2] quoted 45 s before the cycle; zcash's are
+    unverified (its sources disagree); the others have neither."""
     observed = at or T0 + timedelta(minutes=k)
     p = coin.price(k) if price is None else price
     cap = None if coin.cap_per_price is None else p * coin.cap_per_price
     cmc_price, cmc_used, reason = p * 1.001, True, None
     if coin.id == "zcash":
         cmc_price, cmc_used, reason = p * 10, False, "outlier"
-    return CoinSnapshot(
+    interval: dict[str, Any] = {}
+    if coin.id == "bitcoin":
+        interval = {"price_low": p - 1, "price_high": p + 2, "price_at": observed - timedelta(seconds=45)}
+    return CoinSnapshot(**interval, unverified=coin.id == "zcash",
         coin_id=coin.id, symbol=coin.symbol, name=coin.name, slug=coin.id, rank=coin.rank, price=p,
         market_cap=cap, volume_24h=p * 10, change_1h=0.1, change_24h=coin.change_24h, change_7d=3.0,
         circulating_supply=coin.cap_per_price, total_supply=None, max_supply=None, confidence=coin.confidence,
@@ -194,10 +199,15 @@ def test_coins_default_is_market_cap_descending_with_current_values(api: httpx.C
         "id": "bitcoin", "symbol": "BTC", "name": "Bitcoin", "rank": 1, "price": 108.0,
         "market_cap": 108.0 * 19e6, "volume_24h": 1080.0, "change_1h": 0.1, "change_24h": -1.5, "change_7d": 3.0,
         "confidence": 0.95, "n_sources": 2, "sources": ["coingecko", "coinmarketcap"], "currency": "usd",
-        "observed_at": "2026-11-27T12:06:00Z",
+        "observed_at": "2026-11-27T12:06:00Z", "price_low": 107.0, "price_high": 110.0, "unverified": False,
+        "price_at": "2026-11-27T12:05:15Z", "age_s": btc["age_s"], "stale": True,
     }
+    # its age runs from when its price was quoted: days ago here, far beyond the 15 minutes allowed
+    quoted = datetime(2026, 11, 27, 12, 5, 15, tzinfo=UTC)
+    assert btc["age_s"] == pytest.approx((datetime.now(UTC) - quoted).total_seconds(), abs=5)
     zcash = next(c for c in page["coins"] if c["id"] == "zcash")
     assert zcash["n_sources"] == 1 and zcash["sources"] == ["coingecko"]  # the outlier was not used
+    assert zcash["unverified"] is True and zcash["price_low"] is None and zcash["price_at"] is None
 
 
 @pytest.mark.parametrize(("sort", "order", "expected"), [
@@ -318,9 +328,12 @@ WINDOW = {"start": "2026-11-27T11:00:00Z", "end": "2026-11-27T13:00:00Z"}
 def test_history_raw_points(api: httpx.Client) -> None:
     h = get(api, "/api/coins/bitcoin/history", **WINDOW)
     assert h["interval"] is None and h["candles"] is None and h["sources"] is None
-    assert h["columns"] == ["observed_at", "price", "market_cap", "volume_24h", "confidence"]
+    assert h["columns"] == ["observed_at", "price", "market_cap", "volume_24h", "confidence", "price_low",
+                            "price_high", "unverified", "price_at"]
     assert [p[1] for p in h["points"]] == BTC
-    assert h["points"][0] == ["2026-11-27T12:00:00Z", 100.0, 100.0 * 19e6, 1000.0, 0.95]
+    assert h["points"][0] == ["2026-11-27T12:00:00Z", 100.0, 100.0 * 19e6, 1000.0, 0.95, 99.0, 102.0, False,
+                              "2026-11-27T11:59:15Z"]
+    assert h["stale"] is True and h["age_s"] > 86_400  # the current value's age, at the request
     assert h["points"][-1][0] == "2026-11-27T12:06:00Z"
     part = get(api, "/api/coins/bitcoin/history", start="2026-11-27T12:02:00Z", end="2026-11-27T12:04:00Z")
     assert [p[1] for p in part["points"]] == [95.0, 102.0, 110.0]  # both ends included
@@ -334,24 +347,31 @@ def test_history_candles_have_exact_ohlc(api: httpx.Client) -> None:
     h = get(api, "/api/coins/bitcoin/history", interval="5m", **WINDOW)
     assert h["interval"] == 300 and h["points"] is None
     assert h["tier"] == "5m" and h["requested_interval"] == 300 and h["note"] is None
-    live = {"n_backfill": 0, "backfilled": False, "confidence_min": 0.95}
+    live = {"n_backfill": 0, "backfilled": False, "confidence_min": 0.95, "unverified_n": 0, "unverified": False}
     assert h["candles"] == [
-        # 12:00-12:05: 100, 105, 95, 102, 110
+        # 12:00-12:05: 100, 105, 95, 102, 110 (intervals [p - 1, p + 2])
         {"time": "2026-11-27T12:00:00Z", "open": 100.0, "high": 110.0, "low": 95.0, "close": 110.0,
-         "volume": 1100.0, "n": 5, **live, "open_at": "2026-11-27T12:00:00Z", "close_at": "2026-11-27T12:04:00Z"},
+         "volume": 1100.0, "n": 5, **live, "open_at": "2026-11-27T12:00:00Z", "close_at": "2026-11-27T12:04:00Z",
+         "price_low": 94.0, "price_high": 112.0},
         # 12:05-12:10: 90, 108
         {"time": "2026-11-27T12:05:00Z", "open": 90.0, "high": 108.0, "low": 90.0, "close": 108.0,
-         "volume": 1080.0, "n": 2, **live, "open_at": "2026-11-27T12:05:00Z", "close_at": "2026-11-27T12:06:00Z"},
+         "volume": 1080.0, "n": 2, **live, "open_at": "2026-11-27T12:05:00Z", "close_at": "2026-11-27T12:06:00Z",
+         "price_low": 89.0, "price_high": 110.0},
     ]
     assert get(api, "/api/coins/bitcoin/history", interval="300", **WINDOW)["candles"] == h["candles"]
     hourly = get(api, "/api/coins/bitcoin/history", interval="1h", **WINDOW)["candles"]
     assert hourly == [{"time": "2026-11-27T12:00:00Z", "open": 100.0, "high": 110.0, "low": 90.0, "close": 108.0,
                        "volume": 1080.0, "n": 7, **live, "open_at": "2026-11-27T12:00:00Z",
-                       "close_at": "2026-11-27T12:06:00Z"}]
-    two = get(api, "/api/coins/bitcoin/history", interval="2m", **WINDOW)["candles"]
-    assert [(c["open"], c["high"], c["low"], c["close"], c["n"]) for c in two] == [
-        (100.0, 105.0, 100.0, 105.0, 2), (95.0, 102.0, 95.0, 102.0, 2), (110.0, 110.0, 90.0, 90.0, 2),
-        (108.0, 108.0, 108.0, 108.0, 1)]
+                       "close_at": "2026-11-27T12:06:00Z", "price_low": 89.0, "price_high": 112.0}]
+    two = get(api, "/api/coins/bitcoin/history", interval="2m", **WINDOW)["candles"]  # from the raw rows
+    assert [(c["open"], c["high"], c["low"], c["close"], c["n"], c["price_low"], c["price_high"]) for c in two] == [
+        (100.0, 105.0, 100.0, 105.0, 2, 99.0, 107.0), (95.0, 102.0, 95.0, 102.0, 2, 94.0, 104.0),
+        (110.0, 110.0, 90.0, 90.0, 2, 89.0, 112.0), (108.0, 108.0, 108.0, 108.0, 1, 107.0, 110.0)]
+    # zcash's values were all unverified: every candle says how many, from every tier and from the raw rows
+    for step in ("5m", "1h", "2m", "10m"):
+        zcash = get(api, "/api/coins/zcash/history", interval=step, **WINDOW)["candles"]
+        assert sum(c["unverified_n"] for c in zcash) == CYCLES and all(c["unverified"] for c in zcash), step
+        assert all(c["price_low"] is None and c["price_high"] is None for c in zcash), step
 
 
 def test_history_with_source_lines(api: httpx.Client) -> None:
@@ -467,6 +487,8 @@ def test_a_step_no_tier_has_is_merged_from_a_finer_tier(tiered: httpx.Client) ->
         assert (candle["open"], candle["close"]) == (inside[0]["open"], inside[-1]["close"])
         assert (candle["high"], candle["low"]) == (max(c["high"] for c in inside), min(c["low"] for c in inside))
         assert candle["n"] == sum(c["n"] for c in inside)
+        assert candle["price_low"] == min(c["price_low"] for c in inside) == candle["low"] - 1
+        assert candle["price_high"] == max(c["price_high"] for c in inside) == candle["high"] + 2
         assert (candle["open_at"], candle["close_at"]) == (inside[0]["open_at"], inside[-1]["close_at"])
 
 
@@ -685,6 +707,14 @@ def test_openapi_documents_the_endpoints(api: httpx.Client) -> None:
     coins = spec["paths"]["/api/coins"]["get"]
     assert coins["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("ParameterErrorOut")
     assert "text/event-stream" in spec["paths"]["/api/stream"]["get"]["responses"]["200"]["content"]
+    # what a value is worth: each field says what it means
+    for schema, fields in (("CoinRow", ("price_low", "price_high", "unverified", "price_at", "age_s", "stale")),
+                           ("CandleOut", ("price_low", "price_high", "unverified_n", "unverified")),
+                           ("HistoryOut", ("points", "age_s", "stale"))):
+        for name in fields:
+            assert len(schemas[schema]["properties"][name].get("description", "")) > 20, (schema, name)
+    assert "staleness" in schemas["CoinRow"]["properties"]["stale"]["description"]
+    assert "95 %" in schemas["CoinRow"]["properties"]["price_low"]["description"]
 
 
 # --- bearer token ------------------------------------------------------------------------------------------
@@ -882,6 +912,46 @@ def test_a_client_that_does_not_read_is_resynced_and_delays_nobody(engine: sa.En
                 assert hub.stats.subscribers == 2  # and it is still connected
         finally:
             stalled.close()
+
+
+def test_an_old_value_stays_listed_as_stale_with_its_age_everywhere(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ages.db'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    now = datetime.now(UTC).replace(microsecond=0)
+    btc, eth, tether = COINS[0], COINS[1], COINS[2]
+    open_sink(engine).write([
+        snap(btc, 0, at=now - timedelta(seconds=5)),  # quoted 50 s ago: fresh
+        snap(eth, 0, at=now - timedelta(hours=2)),  # nothing since: stale, from its observation
+        replace(snap(tether, 0, at=now - timedelta(seconds=1)), price_at=now - timedelta(seconds=700)),
+    ])
+    settings = Settings(_env_file=None, api_token=None, max_staleness=600)  # type: ignore[call-arg]
+    try:
+        app = create_app(engine, settings, poll_interval=0.2)
+        for served in serve_app(app):
+            rows = {c["id"]: c for c in get(served.http, "/api/coins")["coins"]}
+            assert set(rows) == {"bitcoin", "ethereum", "tether"}  # the stale ones do not vanish
+            assert 50 <= rows["bitcoin"]["age_s"] < 60 and rows["bitcoin"]["stale"] is False
+            assert 7200 <= rows["ethereum"]["age_s"] < 7210 and rows["ethereum"]["stale"] is True
+            assert 700 <= rows["tether"]["age_s"] < 710 and rows["tether"]["stale"] is True  # a new cycle, an old quote
+            detail = get(served.http, "/api/coins/ethereum")
+            assert detail["stale"] is True and detail["age_s"] >= 7200
+            history = get(served.http, "/api/coins/bitcoin/history")
+            assert history["stale"] is False and 50 <= history["age_s"] < 60
+            with served.http.stream("GET", "/api/stream") as response:
+                stream = events(response)
+                name, data = next(stream)
+                streamed = {c["id"]: c for c in json.loads(data)["coins"]}
+                assert name == "snapshot" and set(streamed) == set(rows)
+                assert {k: (c["stale"], c["unverified"], c["price_low"]) for k, c in streamed.items()} == {
+                    "bitcoin": (False, False, 99.0), "ethereum": (True, False, None), "tether": (True, False, None)}
+                assert streamed["ethereum"]["age_s"] >= 7200
+                # rows read again (they are younger than the stream's 2 s overlap) are no change: only their
+                # age grew, so no delta comes
+                assert next(stream) == ("comment", "keepalive")
+                assert next(stream) == ("comment", "keepalive")
+    finally:
+        engine.dispose()
 
 
 def test_the_per_client_stream_is_still_there_for_comparisons(engine: sa.Engine) -> None:

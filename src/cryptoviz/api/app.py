@@ -50,7 +50,8 @@ def create_app(engine: sa.Engine, settings: Settings, *, poll_interval: float = 
     app.state.settings = settings
     app.state.shutdown = threading.Event()  # set by the server on exit: open streams end
     # The stream's one reader; app.state.live.notify() after a commit wakes it (a writer in this process).
-    app.state.live = LiveHub.over(engine, poll_interval=poll_interval, stop=app.state.shutdown)
+    app.state.live = LiveHub.over(engine, poll_interval=poll_interval, stop=app.state.shutdown,
+                                  max_staleness=settings.max_staleness)
     app.state.stream_mode = "hub"  # or "per-client": each connection polls on its own (for comparisons)
     register_error_handlers(app)
     secured = api_token(settings) is not None

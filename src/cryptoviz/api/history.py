@@ -44,7 +44,8 @@ MAX_SOURCE_QUOTES = 8_000  # raw source quotes in one answer: more are downsampl
 MAX_SOURCE_POINTS = 2_000  # ...to about this many per source
 RAW_RANGE = timedelta(days=2)  # without an interval, raw points up to this range
 DEFAULT_MAX_CANDLES = 1_000
-POINT_COLUMNS = ["observed_at", "price", "market_cap", "volume_24h", "confidence"]
+POINT_COLUMNS = ["observed_at", "price", "market_cap", "volume_24h", "confidence", "price_low", "price_high",
+                 "unverified", "price_at"]
 # Automatic steps: the dashboard's candle sizes. Epoch-aligned: a week starts on a Thursday (1970-01-01).
 STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400,
          172_800, 604_800)
@@ -203,7 +204,8 @@ class _Reader:
 def _candle_out(c: queries.Candle) -> CandleOut:
     return CandleOut(time=c.time, open=c.open, high=c.high, low=c.low, close=c.close, volume=c.volume, n=c.n,
                      n_backfill=c.n_backfill, backfilled=c.n_backfill > 0, confidence_min=c.confidence_min,
-                     open_at=c.open_at, close_at=c.close_at)
+                     open_at=c.open_at, close_at=c.close_at, price_low=c.price_low, price_high=c.price_high,
+                     unverified_n=c.unverified_n, unverified=c.unverified_n > 0)
 
 
 def _closes(candles: Sequence[queries.Candle]) -> Lines:

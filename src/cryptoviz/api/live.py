@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import anyio.to_thread
@@ -85,32 +85,46 @@ class LiveSource(Protocol):
     def changes(self, since: datetime | None, floor: float | None, ids: Iterable[str]) -> Changes: ...
 
 
-def as_row(values: dict[str, Any]) -> Row:
-    """A ``currency_data`` + ``currencies`` row as the stream sends it (CoinRow, JSON values)."""
+def as_row(values: dict[str, Any], now: datetime | None = None,
+           max_staleness: float = queries.DEFAULT_MAX_STALENESS) -> Row:
+    """A ``currency_data`` + ``currencies`` row as the stream sends it (CoinRow, JSON values), with its age
+    at ``now`` (default: the time of the call) unless it has one already."""
     values = dict(values)
     values["observed_at"] = utc(values["observed_at"])
+    values["price_at"] = utc(values.get("price_at"))
     if isinstance(values.get("sources"), str):
         values["sources"] = [s for s in values["sources"].split(",") if s]
+    if "age_s" not in values:
+        queries.with_age(values, now or datetime.now(UTC), max_staleness)
     return CoinRow.model_validate(values).model_dump(mode="json")
 
 
 _IDENTITY = {"id", "symbol", "name"}  # CoinRow fields of ``currencies``; the others are ``currency_data``'s
+_COMPUTED = {"age_s", "stale"}  # CoinRow fields computed at the read (as_row), not stored
+_STORED_FIELDS = [name for name in CoinRow.model_fields if name not in _COMPUTED]
 _CHANGED_COLUMNS = [(currencies.c[name] if name in _IDENTITY else currency_data.c[name]).label(name)
-                    for name in CoinRow.model_fields]
+                    for name in _STORED_FIELDS]
+
+
+def _unchanged(old: Row | None, new: Row) -> bool:
+    """The same row but for its age, which grows between two reads (a row read again is no change)."""
+    return old is not None and all(old.get(k) == v for k, v in new.items() if k != "age_s")
 
 
 class DatabaseSource:
     """:class:`LiveSource` over the application's database (portable SQL: SQLite and PostgreSQL)."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, max_staleness: float = queries.DEFAULT_MAX_STALENESS) -> None:
         self.engine = engine
+        self.max_staleness = max_staleness  # seconds: an older value is sent as stale
 
     def snapshot(self, rows: int) -> Snapshot:
         # The watermark is read first: what is written meanwhile is read again by the next change query.
         c = currency_data.c
         with self.engine.connect() as conn:
             watermark, observed = conn.execute(sa.select(sa.func.max(c.updated_at), sa.func.max(c.observed_at))).one()
-        total, top = queries.list_coins(self.engine, sort="market_cap", order="desc", limit=rows)
+        total, top = queries.list_coins(self.engine, sort="market_cap", order="desc", limit=rows,
+                                        max_staleness=self.max_staleness)
         return Snapshot([as_row(r) for r in top], total, utc(observed), utc(watermark))
 
     def changes(self, since: datetime | None, floor: float | None, ids: Iterable[str]) -> Changes:
@@ -132,7 +146,9 @@ class DatabaseSource:
         head = found[0]  # the aggregate makes one row at least
         updated = utc(head["newest_updated"])
         watermark = since if updated is None or (since is not None and updated < since) else updated
-        return Changes([as_row({name: r[name] for name in CoinRow.model_fields}) for r in found if r["id"] is not None],
+        now = datetime.now(UTC)
+        return Changes([as_row({name: r[name] for name in _STORED_FIELDS}, now, self.max_staleness)
+                        for r in found if r["id"] is not None],
                        utc(head["newest_observed"]), watermark)
 
 
@@ -231,9 +247,10 @@ class LiveHub:
         self._reset()
 
     @classmethod
-    def over(cls, engine: sa.Engine, **options: Any) -> LiveHub:
-        """A hub reading ``engine``'s database."""
-        return cls(DatabaseSource(engine), **options)
+    def over(cls, engine: sa.Engine, *, max_staleness: float = queries.DEFAULT_MAX_STALENESS,
+             **options: Any) -> LiveHub:
+        """A hub reading ``engine``'s database; rows older than ``max_staleness`` seconds are sent as stale."""
+        return cls(DatabaseSource(engine, max_staleness), **options)
 
     def _reset(self) -> None:
         self._top: dict[str, Row] = {}
@@ -400,7 +417,7 @@ class LiveHub:
         self._advance(changes.watermark)
         if changes.observed_at is not None and (self._observed is None or changes.observed_at > self._observed):
             self._observed = changes.observed_at
-        changed = {row["id"]: row for row in changes.rows if self._top.get(row["id"]) != row}
+        changed = {row["id"]: row for row in changes.rows if not _unchanged(self._top.get(row["id"]), row)}
         removed: list[str] = []
         if changed:
             merged = {**self._top, **changed}

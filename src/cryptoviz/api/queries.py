@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from cryptoviz.config import Settings
 from cryptoviz.store.candles import Tier
 from cryptoviz.store.tables import (
     candles_1d,
@@ -45,13 +46,31 @@ _COIN_COLUMNS = (
     currency_data.c.market_cap, currency_data.c.volume_24h, currency_data.c.change_1h,
     currency_data.c.change_24h, currency_data.c.change_7d, currency_data.c.confidence,
     currency_data.c.n_sources, currency_data.c.sources, currency_data.c.currency, currency_data.c.observed_at,
+    currency_data.c.price_low, currency_data.c.price_high, currency_data.c.unverified, currency_data.c.price_at,
 )
 _DETAIL_COLUMNS = (
     currencies.c.slug, currencies.c.coingecko_id, currencies.c.coinmarketcap_id,
     currencies.c.first_seen_at, currencies.c.last_seen_at, currency_data.c.circulating_supply,
     currency_data.c.total_supply, currency_data.c.max_supply, currency_data.c.updated_at,
 )
-_TIME_FIELDS = ("observed_at", "first_seen_at", "last_seen_at", "updated_at", "last_updated")
+_TIME_FIELDS = ("observed_at", "first_seen_at", "last_seen_at", "updated_at", "last_updated", "price_at")
+# The staleness a row is judged by when the caller has no settings at hand (the setting's own default).
+DEFAULT_MAX_STALENESS: float = Settings.model_fields["max_staleness"].default
+
+
+def freshness(price_at: datetime | None, observed_at: datetime, now: datetime,
+              max_staleness: float) -> tuple[float, bool]:
+    """(age in seconds, stale) of a value: from when its newest price was quoted (else from its observation)
+    to ``now``; stale beyond ``max_staleness`` seconds. A time ahead of ``now`` (a skewed clock) is age 0."""
+    age = max(0.0, (utc(now) - utc(price_at if price_at is not None else observed_at)).total_seconds())
+    return round(age, 3), age > max_staleness
+
+
+def with_age(row: dict[str, Any], now: datetime, max_staleness: float) -> dict[str, Any]:
+    """``row`` (a current value, times already UTC) with its ``age_s`` and ``stale``."""
+    row["age_s"], row["stale"] = freshness(row.get("price_at"), row["observed_at"], now, max_staleness)
+    row["unverified"] = bool(row.get("unverified"))
+    return row
 
 
 def _clean(row: Mapping[Any, Any]) -> dict[str, Any]:
@@ -76,8 +95,10 @@ def ping(engine: sa.Engine) -> None:
 
 
 def list_coins(engine: sa.Engine, *, sort: SortKey = "market_cap", order: Order = "desc", limit: int = 100,
-               offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
-    """(total current coins, one page of current rows). NULLs sort last in both orders; ties by id."""
+               offset: int = 0, max_staleness: float = DEFAULT_MAX_STALENESS,
+               now: datetime | None = None) -> tuple[int, list[dict[str, Any]]]:
+    """(total current coins, one page of current rows with their age at ``now``, default the time of the
+    read). NULLs sort last in both orders; ties by id. A stale coin is listed like any other."""
     column = SORT_COLUMNS[sort]
     ordered = column.asc() if order == "asc" else column.desc()
     query = (_from_current()
@@ -86,7 +107,8 @@ def list_coins(engine: sa.Engine, *, sort: SortKey = "market_cap", order: Order 
     with engine.connect() as conn:
         total = int(conn.execute(sa.select(sa.func.count()).select_from(currency_data)).scalar_one())
         rows = conn.execute(query).mappings().all()
-    return total, [_clean(r) for r in rows]
+    at = now or datetime.now(UTC)
+    return total, [with_age(_clean(r), at, max_staleness) for r in rows]
 
 
 def latest_observed_at(engine: sa.Engine) -> datetime | None:
@@ -96,12 +118,13 @@ def latest_observed_at(engine: sa.Engine) -> datetime | None:
     return utc(value)
 
 
-def get_coin(engine: sa.Engine, coin_id: str) -> dict[str, Any] | None:
-    """The coin's current row with its identifiers and supplies; None when unknown."""
+def get_coin(engine: sa.Engine, coin_id: str, *, max_staleness: float = DEFAULT_MAX_STALENESS,
+             now: datetime | None = None) -> dict[str, Any] | None:
+    """The coin's current row with its identifiers, supplies and age at ``now``; None when unknown."""
     query = _from_current().add_columns(*_DETAIL_COLUMNS).where(currencies.c.id == coin_id)
     with engine.connect() as conn:
         row = conn.execute(query).mappings().first()
-    return None if row is None else _clean(row)
+    return None if row is None else with_age(_clean(row), now or datetime.now(UTC), max_staleness)
 
 
 def coin_exists(engine: sa.Engine, coin_id: str) -> bool:
@@ -129,28 +152,40 @@ def latest_source_quotes(engine: sa.Engine, coin_id: str) -> list[dict[str, Any]
 # --- history -----------------------------------------------------------------------------------------
 
 
-PointRow = tuple[datetime, float, float | None, float | None, float]  # observed_at, price, cap, volume, confidence
+# observed_at, price, cap, volume, confidence, price_low, price_high, unverified, price_at
+PointRow = tuple[datetime, float, float | None, float | None, float, float | None, float | None, bool, datetime | None]
 
 
 def history_points(engine: sa.Engine, coin_id: str, start: datetime, end: datetime, limit: int) -> list[PointRow]:
-    """Consensus points in [start, end], oldest first: (observed_at, price, market_cap, volume_24h, confidence).
+    """Consensus points in [start, end], oldest first: (observed_at, price, market_cap, volume_24h, confidence,
+    price_low, price_high, unverified, price_at).
 
     At most ``limit`` rows (the caller asks for one more than it accepts to detect an overflow).
     """
     start, end = utc(start), utc(end)
     h = currency_data_history.c
-    query = (sa.select(h.observed_at, h.price, h.market_cap, h.volume_24h, h.confidence)
+    query = (sa.select(h.observed_at, h.price, h.market_cap, h.volume_24h, h.confidence, h.price_low, h.price_high,
+                       h.unverified, h.price_at)
              .where(h.currency_id == coin_id, h.observed_at >= start, h.observed_at <= end)
              .order_by(h.observed_at).limit(limit))
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-    out = []
-    for at, price, cap, volume, confidence in rows:
+    out: list[PointRow] = []
+    for at, price, cap, volume, confidence, low, high, unverified, price_at in rows:
         stamp = utc(at)
         assert stamp is not None
-        out.append((stamp, float(price), None if cap is None else float(cap),
-                    None if volume is None else float(volume), float(confidence)))
+        out.append((stamp, float(price), _float(cap), _float(volume), float(confidence), _float(low), _float(high),
+                    bool(unverified), utc(price_at)))
     return out
+
+
+def current_freshness(engine: sa.Engine, coin_id: str, now: datetime, max_staleness: float) -> tuple[
+        float, bool] | None:
+    """(age_s, stale) of the coin's current value at ``now``; None when it has none."""
+    c = currency_data.c
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(c.price_at, c.observed_at).where(c.currency_id == coin_id)).first()
+    return None if row is None else freshness(utc(row[0]), utc(row[1]) or now, now, max_staleness)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +203,9 @@ class Candle:
     close_at: datetime | None = None  # time of the last observation
     sources: str = ""  # comma list of the sources used (candle tiers)
     source_close: Mapping[str, float] | None = None  # each source's own price at the last observation
+    price_low: float | None = None  # the lowest low end of the observations' intervals
+    price_high: float | None = None  # the highest high end
+    unverified_n: int = 0  # observations whose value was unverified
 
 
 def _epoch_seconds(engine: sa.Engine, column: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
@@ -210,26 +248,31 @@ def history_candles(engine: sa.Engine, coin_id: str, start: datetime, end: datet
     agg = (sa.select(bucket, sa.func.min(h.c.observed_at).label("first_at"),
                      sa.func.max(h.c.observed_at).label("last_at"), sa.func.max(h.c.price).label("high"),
                      sa.func.min(h.c.price).label("low"), sa.func.count().label("n"),
-                     sa.func.min(h.c.confidence).label("confidence_min"))
+                     sa.func.min(h.c.confidence).label("confidence_min"),
+                     sa.func.min(h.c.price_low).label("price_low"), sa.func.max(h.c.price_high).label("price_high"),
+                     sa.func.sum(sa.case((h.c.unverified, 1), else_=0)).label("unverified_n"))
            .where(h.c.currency_id == coin_id, h.c.observed_at >= start, h.c.observed_at <= end)
            .group_by(bucket).subquery("agg"))
     first, last, joined = _first_and_last(h, agg, coin_id, "observed_at", "first_at", "last_at")
     query = (sa.select(agg.c.bucket, first.c.price.label("open"), agg.c.high, agg.c.low,
                        last.c.price.label("close"), last.c.volume_24h.label("volume"), agg.c.n,
-                       agg.c.confidence_min, agg.c.first_at, agg.c.last_at)
+                       agg.c.confidence_min, agg.c.first_at, agg.c.last_at, agg.c.price_low, agg.c.price_high,
+                       agg.c.unverified_n)
              .select_from(joined).order_by(agg.c.bucket))
     return [Candle(time=datetime.fromtimestamp(int(b) * step, tz=UTC), open=float(o), high=float(hi),
                    low=float(lo), close=float(c), volume=_float(v), n=int(n), confidence_min=_float(conf),
-                   open_at=utc(first_at), close_at=utc(last_at))
-            for b, o, hi, lo, c, v, n, conf, first_at, last_at in _all(engine, query, limit)]
+                   open_at=utc(first_at), close_at=utc(last_at), price_low=_float(band_lo),
+                   price_high=_float(band_hi), unverified_n=int(unverified or 0))
+            for b, o, hi, lo, c, v, n, conf, first_at, last_at, band_lo, band_hi, unverified
+            in _all(engine, query, limit)]
 
 
 def tier_candles(engine: sa.Engine, coin_id: str, start: datetime, end: datetime, tier: Tier,
                  step: int, limit: int | None = None) -> list[Candle]:
     """The stored candles of ``tier`` overlapping [start, end], oldest first; with ``step`` a multiple of the
     tier's bucket, merged in SQL into ``step``-second candles: open/close of the first/last candle by time,
-    high/low = max/min, n and n_backfill summed, the lowest confidence, and the volume, sources and per-source
-    closes of the last candle."""
+    high/low = max/min, n and n_backfill summed, the lowest confidence, the band (lowest price_low, highest
+    price_high), unverified_n summed, and the volume, sources and per-source closes of the last candle."""
     if step % tier.seconds:
         raise ValueError(f"a {step}s step is not a multiple of the {tier.name} tier")
     start, end = utc(start), utc(end)
@@ -238,7 +281,7 @@ def tier_candles(engine: sa.Engine, coin_id: str, start: datetime, end: datetime
     if step == tier.seconds:
         query = (sa.select(t.c.bucket, t.c.open, t.c.high, t.c.low, t.c.close, t.c.volume_24h, t.c.n,
                            t.c.n_backfill, t.c.confidence_min, t.c.open_at, t.c.close_at, t.c.sources,
-                           t.c.source_close)
+                           t.c.source_close, t.c.price_low, t.c.price_high, t.c.unverified_n)
                  .where(*where).order_by(t.c.bucket))
     else:
         key = (_epoch_seconds(engine, t.c.bucket) // step).label("k")
@@ -247,20 +290,25 @@ def tier_candles(engine: sa.Engine, coin_id: str, start: datetime, end: datetime
                          sa.func.min(t.c.low).label("low"), sa.func.sum(t.c.n).label("n"),
                          sa.func.sum(t.c.n_backfill).label("n_backfill"),
                          sa.func.min(t.c.confidence_min).label("confidence_min"),
-                         sa.func.min(t.c.open_at).label("open_at"), sa.func.max(t.c.close_at).label("close_at"))
+                         sa.func.min(t.c.open_at).label("open_at"), sa.func.max(t.c.close_at).label("close_at"),
+                         sa.func.min(t.c.price_low).label("price_low"), sa.func.max(t.c.price_high).label("price_high"),
+                         sa.func.sum(t.c.unverified_n).label("unverified_n"))
                .where(*where).group_by(key).subquery("agg"))
         first, last, joined = _first_and_last(t, agg, coin_id, "bucket", "first_bucket", "last_bucket")
         query = (sa.select((agg.c.k * step).label("bucket"), first.c.open, agg.c.high, agg.c.low, last.c.close,
                            last.c.volume_24h, agg.c.n, agg.c.n_backfill, agg.c.confidence_min, agg.c.open_at,
-                           agg.c.close_at, last.c.sources, last.c.source_close)
+                           agg.c.close_at, last.c.sources, last.c.source_close, agg.c.price_low, agg.c.price_high,
+                           agg.c.unverified_n)
                  .select_from(joined).order_by(agg.c.k))
     out = []
-    for b, o, hi, lo, c, v, n, backfill, conf, open_at, close_at, used, closes in _all(engine, query, limit):
+    for (b, o, hi, lo, c, v, n, backfill, conf, open_at, close_at, used, closes, band_lo, band_hi,
+         unverified) in _all(engine, query, limit):
         time = datetime.fromtimestamp(int(b), tz=UTC) if isinstance(b, int | float) else utc(b)
         out.append(Candle(time=time, open=float(o), high=float(hi), low=float(lo), close=float(c), volume=_float(v),
                           n=int(n), n_backfill=int(backfill or 0), confidence_min=_float(conf),
                           open_at=utc(open_at), close_at=utc(close_at), sources=used or "",
-                          source_close=closes if isinstance(closes, dict) else None))
+                          source_close=closes if isinstance(closes, dict) else None, price_low=_float(band_lo),
+                          price_high=_float(band_hi), unverified_n=int(unverified or 0)))
     return out
 
 

@@ -26,6 +26,21 @@ class CoinRow(BaseModel):
     sources: list[str] = Field(description="Names of the sources used.")
     currency: str = Field(description="Quote currency, e.g. usd.")
     observed_at: datetime = Field(description="Cycle time of this value (UTC).")
+    price_low: float | None = Field(
+        description="Low end of a nominal 95 % interval around `price`, from the sources' values and their own "
+                    "uncertainty; null when not computed.")
+    price_high: float | None = Field(description="High end of the same interval; null when not computed.")
+    unverified: bool = Field(
+        description="Two sources disagree beyond tolerance and nothing settles which is right: treat `price` "
+                    "with care.")
+    price_at: datetime | None = Field(
+        description="When the newest price used was quoted at its source (UTC); null when no source said.")
+    age_s: float = Field(
+        ge=0, description="Seconds from `price_at` (else `observed_at`) to the time of the request (for the live "
+                          "stream: to the time the row was read).")
+    stale: bool = Field(
+        description="`age_s` is beyond the configured maximum staleness (CRYPTOVIZ_MAX_STALENESS): the coin "
+                    "has had no fresh quote for that long. It stays listed.")
 
 
 class CoinPage(BaseModel):
@@ -77,6 +92,13 @@ class CandleOut(BaseModel):
     confidence_min: float | None = Field(None, description="Lowest confidence of the bucket's observations.")
     open_at: datetime | None = Field(None, description="Time of the bucket's first observation.")
     close_at: datetime | None = Field(None, description="Time of the bucket's last observation.")
+    price_low: float | None = Field(None, description="Lowest low end of the observations' 95 % intervals "
+                                                      "(null: none had one).")
+    price_high: float | None = Field(None, description="Highest high end of the observations' 95 % intervals "
+                                                       "(null: none had one).")
+    unverified_n: int = Field(0, description="Observations of the bucket whose value was unverified (two sources "
+                                             "disagreed beyond tolerance).")
+    unverified: bool = Field(False, description="Some observation of the bucket was unverified (unverified_n > 0).")
 
 
 TierName = Literal["raw", "5m", "1h", "1d"]
@@ -110,9 +132,12 @@ class HistoryOut(BaseModel):
     end: datetime
     interval: int | None = Field(description="Candle size in seconds actually used; null for raw points.")
     columns: list[str] = Field(description="Meaning of each value of a point.")
-    points: list[tuple[datetime, float, float | None, float | None, float]] | None = Field(
-        description="Raw consensus points [observed_at, price, market_cap, volume_24h, confidence] "
-                    "(tier raw without interval).")
+    points: list[tuple[datetime, float, float | None, float | None, float, float | None, float | None, bool,
+                       datetime | None]] | None = Field(
+        description="Raw consensus points [observed_at, price, market_cap, volume_24h, confidence, price_low, "
+                    "price_high, unverified, price_at] (tier raw without interval): price_low / price_high the "
+                    "nominal 95 % interval (null: none), unverified whether sources disagreed beyond tolerance, "
+                    "price_at when the newest price used was quoted.")
     candles: list[CandleOut] | None = Field(description="OHLC candles (with an interval, or an automatic one).")
     sources: dict[str, list[tuple[datetime, float, bool]]] | None = Field(
         description="With sources=true: each source's own line, [time, price, used]: raw source quotes "
@@ -125,6 +150,11 @@ class HistoryOut(BaseModel):
     gap_after: float = Field(description="Seconds between two consecutive points or candles beyond which data "
                                          "is missing (a gap).")
     gaps: list[GapOut] = Field(description="Stretches of the range without data between two points or candles.")
+    age_s: float | None = Field(
+        default=None, description="Seconds from the coin's current value's `price_at` (else its `observed_at`) to "
+                                  "the time of the request.")
+    stale: bool | None = Field(
+        default=None, description="`age_s` is beyond the configured maximum staleness (CRYPTOVIZ_MAX_STALENESS).")
 
 
 class FeedOut(BaseModel):

@@ -80,14 +80,17 @@ async def snapshot_events(engine: sa.Engine, encode: SnapshotEncoder, *, poll_in
         await _pause(poll_interval, stop)
 
 
-def encode_snapshot(engine: sa.Engine, observed_at: datetime | None) -> str:
+def encode_snapshot(engine: sa.Engine, observed_at: datetime | None,
+                    max_staleness: float = queries.DEFAULT_MAX_STALENESS) -> str:
     """The top coins by market cap as one JSON snapshot (observed_at, total, coins)."""
-    total, rows = queries.list_coins(engine, sort="market_cap", order="desc", limit=SNAPSHOT_ROWS)
+    total, rows = queries.list_coins(engine, sort="market_cap", order="desc", limit=SNAPSHOT_ROWS,
+                                     max_staleness=max_staleness)
     return StreamSnapshot(observed_at=observed_at, total=total,
                           coins=[CoinRow.model_validate(r) for r in rows]).model_dump_json()
 
 
-def per_client_events(engine: sa.Engine, *, poll_interval: float, stop: threading.Event) -> AsyncIterator[bytes]:
+def per_client_events(engine: sa.Engine, *, poll_interval: float, stop: threading.Event,
+                      max_staleness: float = queries.DEFAULT_MAX_STALENESS) -> AsyncIterator[bytes]:
     """One connection's own polling stream: ``snapshot_events`` over :func:`encode_snapshot`."""
-    return snapshot_events(engine, lambda observed: encode_snapshot(engine, observed), poll_interval=poll_interval,
-                           stop=stop)
+    return snapshot_events(engine, lambda observed: encode_snapshot(engine, observed, max_staleness),
+                           poll_interval=poll_interval, stop=stop)

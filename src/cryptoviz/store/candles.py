@@ -3,7 +3,8 @@
 A candle is a function of the history rows in its bucket: open/close = the price of the first/last row (by
 ``observed_at``), high/low, the market cap, 24 h volume and each source's own price (``source_close``, from
 the row's source quotes) of the last row, ``n`` rows, the lowest confidence and the union of the sources
-used. It is kept up to date as batches are stored: each batch's
+used, and the band of the rows' intervals (the lowest ``price_low``, the highest ``price_high``) with the
+number of unverified rows (``unverified_n``). It is kept up to date as batches are stored: each batch's
 *newly inserted* history rows are aggregated per bucket and merged into the stored candle
 (:func:`merge`), so a late row lands in its own bucket, a redelivered batch (nothing newly inserted)
 changes nothing, and a candle always equals what a recomputation from its rows gives
@@ -52,6 +53,9 @@ class Point:
     confidence: float | None = None
     sources: str = ""
     source_prices: Mapping[str, float] | None = None  # each source's own price at this observation
+    price_low: float | None = None  # the nominal 95 % interval around ``price`` (None: none)
+    price_high: float | None = None
+    unverified: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +75,17 @@ class Candle:
     confidence_min: float | None
     sources: str
     source_close: Mapping[str, float] | None = None
+    price_low: float | None = None  # the lowest low end of the rows' intervals
+    price_high: float | None = None  # the highest high end
+    unverified_n: int = 0  # rows whose value was unverified
 
     def row(self) -> dict[str, Any]:
         return {"currency_id": self.coin, "bucket": self.bucket, "open": self.open, "high": self.high,
                 "low": self.low, "close": self.close, "open_at": self.open_at, "close_at": self.close_at,
                 "market_cap": self.market_cap, "volume_24h": self.volume_24h, "n": self.n,
                 "n_backfill": self.n_backfill, "confidence_min": self.confidence_min, "sources": self.sources,
-                "source_close": None if self.source_close is None else dict(self.source_close)}
+                "source_close": None if self.source_close is None else dict(self.source_close),
+                "price_low": self.price_low, "price_high": self.price_high, "unverified_n": self.unverified_n}
 
 
 def bucket_of(at: datetime, seconds: int) -> datetime:
@@ -96,6 +104,10 @@ def _min(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else min(a, b)
 
 
+def _max(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
 def merge(a: Candle, b: Candle) -> Candle:
     """One candle of two of the same coin and bucket (order-free: ``merge(a, b) == merge(b, a)`` but for an
     exact tie of open or close times, where ``b`` wins the close and ``a`` keeps the open)."""
@@ -104,14 +116,16 @@ def merge(a: Candle, b: Candle) -> Candle:
     return Candle(a.coin, a.bucket, first.open, max(a.high, b.high), min(a.low, b.low), last.close,
                   first.open_at, last.close_at, last.market_cap, last.volume_24h, a.n + b.n,
                   a.n_backfill + b.n_backfill, _min(a.confidence_min, b.confidence_min),
-                  union_sources(a.sources, b.sources), last.source_close)
+                  union_sources(a.sources, b.sources), last.source_close, _min(a.price_low, b.price_low),
+                  _max(a.price_high, b.price_high), a.unverified_n + b.unverified_n)
 
 
 def candle_of(point: Point, seconds: int, *, backfill: bool = False) -> Candle:
     return Candle(point.coin, bucket_of(point.at, seconds), point.price, point.price, point.price, point.price,
                   utc(point.at), utc(point.at), point.market_cap, point.volume_24h, 0 if backfill else 1,
                   1 if backfill else 0, point.confidence, union_sources(point.sources),
-                  None if point.source_prices is None else dict(point.source_prices))
+                  None if point.source_prices is None else dict(point.source_prices), point.price_low,
+                  point.price_high, 1 if point.unverified and not backfill else 0)
 
 
 def aggregate(points: Iterable[Point], seconds: int, *, backfill: bool = False) -> dict[tuple[str, datetime], Candle]:
@@ -128,31 +142,41 @@ def aggregate(points: Iterable[Point], seconds: int, *, backfill: bool = False) 
 # --- writing -------------------------------------------------------------------------------------------
 
 
-def fold_into(conn: sa.Connection, points: Sequence[Point]) -> None:
+# Columns a candle table gained after it was made (migration 0007): left out while an older migration
+# folds the history into the tiers (``legacy``).
+BAND_COLUMNS = ("price_low", "price_high", "unverified_n")
+
+
+def fold_into(conn: sa.Connection, points: Sequence[Point], *, legacy: bool = False) -> None:
     """Merge newly stored history ``points`` into every tier's candles (SQLite and any SQL database; the
-    PostgreSQL sink does this set-based in :data:`PG_MERGE`)."""
+    PostgreSQL sink does this set-based in :data:`PG_MERGE`). ``legacy``: the tables lack
+    :data:`BAND_COLUMNS` (a schema before migration 0007)."""
     if not points:
         return
     for tier in TIERS:
         fresh = aggregate(points, tier.seconds)
-        stored = _read(conn, tier.table, fresh)
+        stored = _read(conn, tier.table, fresh, legacy=legacy)
         rows = [(merge(stored[key], c) if key in stored else c).row() for key, c in fresh.items()]
+        if legacy:
+            rows = [{k: v for k, v in row.items() if k not in BAND_COLUMNS} for row in rows]
         _upsert(conn, tier.table, rows)
 
 
-def _read(conn: sa.Connection, table: sa.Table, keys: Mapping[tuple[str, datetime], Candle]) -> dict[
-        tuple[str, datetime], Candle]:
+def _read(conn: sa.Connection, table: sa.Table, keys: Mapping[tuple[str, datetime], Candle], *,
+          legacy: bool = False) -> dict[tuple[str, datetime], Candle]:
     found: dict[tuple[str, datetime], Candle] = {}
     coins = sorted({coin for coin, _ in keys})
     buckets = [b for _, b in keys]
     lo, hi = min(buckets), max(buckets)
+    columns = [c for c in table.c if not (legacy and c.name in BAND_COLUMNS)]
     for start in range(0, len(coins), 500):
-        query = sa.select(table).where(table.c.currency_id.in_(coins[start:start + 500]),
-                                       table.c.bucket >= lo, table.c.bucket <= hi)
+        query = sa.select(*columns).where(table.c.currency_id.in_(coins[start:start + 500]),
+                                          table.c.bucket >= lo, table.c.bucket <= hi)
         for r in conn.execute(query).mappings():
             c = Candle(r["currency_id"], utc(r["bucket"]), r["open"], r["high"], r["low"], r["close"],
                        utc(r["open_at"]), utc(r["close_at"]), r["market_cap"], r["volume_24h"], r["n"],
-                       r["n_backfill"], r["confidence_min"], r["sources"], r["source_close"])
+                       r["n_backfill"], r["confidence_min"], r["sources"], r["source_close"],
+                       r.get("price_low"), r.get("price_high"), r.get("unverified_n") or 0)
             if (c.coin, c.bucket) in keys:
                 found[(c.coin, c.bucket)] = c
     return found
@@ -163,8 +187,8 @@ def _upsert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) ->
         return
     ins = insert_for(table, conn.dialect.name)
     stmt = ins.on_conflict_do_update(index_elements=[table.c.currency_id, table.c.bucket],
-                                     set_={c.name: ins.excluded[c.name] for c in table.c
-                                           if c.name not in ("currency_id", "bucket")})
+                                     set_={name: ins.excluded[name] for name in rows[0]
+                                           if name not in ("currency_id", "bucket")})
     conn.execute(stmt, rows)
 
 
@@ -188,19 +212,21 @@ def write_backfill(conn: sa.Connection, tier: Tier, candles: Iterable[Candle]) -
     return written
 
 
-def rebuild_from_history(conn: sa.Connection, *, chunk: int = 50_000) -> None:
+def rebuild_from_history(conn: sa.Connection, *, chunk: int = 50_000, legacy: bool = False) -> None:
     """Fold every stored history row into the (empty) tiers: the candles of a database filled before they
-    existed."""
+    existed. ``legacy``: a schema before migration 0007 (no interval columns yet)."""
     h = currency_data_history.c
+    band = () if legacy else (h.price_low, h.price_high, h.unverified)
     query = sa.select(h.currency_id, h.observed_at, h.price, h.market_cap, h.volume_24h, h.confidence,
-                      h.sources).order_by(h.currency_id, h.observed_at)
+                      h.sources, *band).order_by(h.currency_id, h.observed_at)
     batch: list[Point] = []
     for r in conn.execute(query):
-        batch.append(Point(r[0], utc(r[1]), r[2], r[3], r[4], r[5], r[6] or ""))
+        extra = {} if legacy else {"price_low": r[7], "price_high": r[8], "unverified": bool(r[9])}
+        batch.append(Point(r[0], utc(r[1]), r[2], r[3], r[4], r[5], r[6] or "", **extra))
         if len(batch) >= chunk:
-            fold_into(conn, _with_source_prices(conn, batch))
+            fold_into(conn, _with_source_prices(conn, batch), legacy=legacy)
             batch = []
-    fold_into(conn, _with_source_prices(conn, batch))
+    fold_into(conn, _with_source_prices(conn, batch), legacy=legacy)
 
 
 def _with_source_prices(conn: sa.Connection, points: list[Point]) -> list[Point]:
@@ -221,7 +247,8 @@ def _with_source_prices(conn: sa.Connection, points: list[Point]) -> list[Point]
 
 # --- PostgreSQL, set-based -------------------------------------------------------------------------------
 # ``new`` is a CTE of the history rows a statement just inserted (currency_id, observed_at, price,
-# market_cap, volume_24h, confidence, sources) with their source prices (jsonb ``source_prices``). One
+# market_cap, volume_24h, confidence, sources, price_low, price_high, unverified) with their source prices
+# (jsonb ``source_prices``). LEAST / GREATEST and min / max skip NULLs as _min / _max do. One
 # INSERT ... ON CONFLICT per tier, in the same statement: the same rules as merge() and aggregate().
 
 _EPOCH = "TIMESTAMPTZ '1970-01-01 00:00:00+00'"
@@ -236,14 +263,16 @@ def _pg_tier(tier: Tier) -> str:
     return f"""
 {tier.table.name}_new AS (
     INSERT INTO {tier.table.name} AS c (currency_id, bucket, open, high, low, close, open_at, close_at,
-        market_cap, volume_24h, n, n_backfill, confidence_min, sources, source_close)
+        market_cap, volume_24h, n, n_backfill, confidence_min, sources, source_close, price_low, price_high,
+        unverified_n)
     SELECT currency_id, date_bin('{tier.seconds} seconds', observed_at, {_EPOCH}),
         (array_agg(price ORDER BY observed_at))[1], max(price), min(price),
         (array_agg(price ORDER BY observed_at DESC))[1], min(observed_at), max(observed_at),
         (array_agg(market_cap ORDER BY observed_at DESC))[1], (array_agg(volume_24h ORDER BY observed_at DESC))[1],
         count(*), 0, min(confidence),
         CASE WHEN min(sources) = max(sources) THEN left(min(sources), 200) ELSE {_SOURCES_OF_GROUP} END,
-        (array_agg(source_prices ORDER BY observed_at DESC))[1]
+        (array_agg(source_prices ORDER BY observed_at DESC))[1],
+        min(price_low), max(price_high), count(*) FILTER (WHERE unverified)
     FROM new
     GROUP BY 1, 2
     ORDER BY 1, 2
@@ -259,13 +288,17 @@ def _pg_tier(tier: Tier) -> str:
         low = LEAST(c.low, EXCLUDED.low),
         n = c.n + EXCLUDED.n,
         confidence_min = LEAST(c.confidence_min, EXCLUDED.confidence_min),
+        price_low = LEAST(c.price_low, EXCLUDED.price_low),
+        price_high = GREATEST(c.price_high, EXCLUDED.price_high),
+        unverified_n = c.unverified_n + EXCLUDED.unverified_n,
         sources = CASE WHEN c.sources = EXCLUDED.sources THEN c.sources ELSE {_SOURCES_MERGED} END
     RETURNING 1
 )"""
 
 
 PG_MERGE = ",".join(_pg_tier(t) for t in TIERS)
-PG_RETURNING = "RETURNING currency_id, observed_at, price, market_cap, volume_24h, confidence, sources"
+PG_RETURNING = ("RETURNING currency_id, observed_at, price, market_cap, volume_24h, confidence, sources, "
+                "price_low, price_high, unverified")
 
 
 def pg_new_rows(inserted: str, stage: str, *, all_new: bool) -> str:
@@ -284,8 +317,8 @@ inserted_rows AS (
     RETURNING 1
 ),
 new AS (
-    SELECT currency_id, observed_at, price, market_cap, volume_24h, confidence, sources,
-           source_prices::jsonb AS source_prices
+    SELECT currency_id, observed_at, price, market_cap, volume_24h, confidence, sources, price_low, price_high,
+           unverified, source_prices::jsonb AS source_prices
     FROM {stage} WHERE record
 )"""
     return f"""

@@ -67,6 +67,8 @@ _SNAPSHOT_COLUMNS = (
     # Whether the snapshot makes a history row (write on change: CoinSnapshot.record), and each source's
     # own price (a JSON object) for the candles' per-source closes.
     ("record", "bool"), ("source_prices", "text"),
+    # What the value is worth: its interval, whether it is verified, when its price was quoted.
+    ("price_low", "float8"), ("price_high", "float8"), ("unverified", "bool"), ("price_at", "timestamptz"),
 )
 _QUOTE_COLUMNS = (
     ("seq", "int4"), ("currency_id", "text"), ("source", "text"), ("observed_at", "timestamptz"),
@@ -119,7 +121,7 @@ ON CONFLICT (id) DO UPDATE SET
 
 _CURRENT = ("rank", "price", "market_cap", "volume_24h", "change_1h", "change_24h", "change_7d",
             "circulating_supply", "total_supply", "max_supply", "confidence", "n_sources", "sources",
-            "currency", "observed_at")
+            "currency", "observed_at", "price_low", "price_high", "unverified", "price_at")
 # ``{now}``: the write time, as an SQL literal (see _MERGE_AND_INSERT_HEAD).
 MERGE_CURRENT = f"""
 INSERT INTO currency_data AS d (currency_id, {", ".join(_CURRENT)}, updated_at)
@@ -134,7 +136,8 @@ WHERE d.observed_at <= EXCLUDED.observed_at
 SAVEPOINT = "cryptoviz_new_rows"
 
 _HISTORY = ("currency_id", "observed_at", "rank", "price", "market_cap", "volume_24h", "change_1h",
-            "change_24h", "change_7d", "confidence", "n_sources", "sources", "currency")
+            "change_24h", "change_7d", "confidence", "n_sources", "sources", "currency", "price_low", "price_high",
+            "unverified", "price_at")
 # The new history rows, and the candle tiers updated from exactly those rows (a redelivered row is not
 # new, so it changes no candle); the statement's one result row is the number of history rows inserted.
 _INSERT_NEW = f"""INSERT INTO currency_data_history ({", ".join(_HISTORY)})
@@ -226,11 +229,15 @@ class _Batch:
                 if v.used:
                     used.append(source)
             first = first_seen(seq)
+            price_at = s.price_at
+            if price_at is not None and price_at.tzinfo is None:
+                price_at = price_at.replace(tzinfo=UTC)
             yield (seq, s.coin_id, s.symbol, s.name, s.slug, s.coingecko_id, s.coinmarketcap_id, dumps(ids).decode(),
                    s.rank, s.price, s.market_cap, s.volume_24h, s.change_1h, s.change_24h, s.change_7d,
                    s.circulating_supply, s.total_supply, s.max_supply, s.confidence, len(used) or 1,
                    ",".join(used)[:200], s.currency, observed, first is not None, first, s.record,
-                   dumps(prices).decode() if s.record and prices else None)
+                   dumps(prices).decode() if s.record and prices else None, s.price_low, s.price_high,
+                   s.unverified, price_at)
             seq += 1
 
     def quote_rows(self) -> Iterator[tuple[Any, ...]]:

@@ -51,6 +51,17 @@ def _values() -> list[sa.Column[object]]:
     return [sa.Column(name, type_, nullable=nullable) for name, type_, nullable in _VALUE_COLUMNS]
 
 
+def _interval() -> list[sa.Column[object]]:
+    """What a value is worth: its interval, whether it is verified, when its price was quoted."""
+    return [
+        sa.Column("price_low", NUM, comment="low end of the nominal 95 % interval around price (NULL: none)"),
+        sa.Column("price_high", NUM, comment="high end of the nominal 95 % interval around price (NULL: none)"),
+        sa.Column("unverified", sa.Boolean, nullable=False, server_default=sa.false(),
+                  comment="two sources disagree beyond tolerance and nothing settles which is right"),
+        sa.Column("price_at", TS, comment="when the newest price used was quoted at its source (the value's age)"),
+    ]
+
+
 currency_data = sa.Table(
     "currency_data", metadata,
     sa.Column("currency_id", COIN_ID, sa.ForeignKey("currencies.id", ondelete="CASCADE"), primary_key=True),
@@ -65,6 +76,7 @@ currency_data = sa.Table(
     sa.Column("currency", sa.String(10), nullable=False),
     sa.Column("observed_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
+    *_interval(),
     postgresql_with={"fillfactor": 50},  # one update per coin per batch: keep them HOT
 )
 
@@ -78,6 +90,7 @@ currency_data_history = sa.Table(
     sa.Column("n_sources", sa.SmallInteger, nullable=False),
     sa.Column("sources", sa.String(200), nullable=False),
     sa.Column("currency", sa.String(10), nullable=False),
+    *_interval(),
     sa.Index("ix_currency_data_history_observed_at", "observed_at"),
 )
 
@@ -120,6 +133,10 @@ def _candles(name: str, width: str) -> sa.Table:
         sa.Column("confidence_min", NUM, comment="lowest confidence of the history rows"),
         sa.Column("sources", sa.String(200), nullable=False, comment="comma list of the sources behind it"),
         sa.Column("source_close", SOURCE_IDS, comment="each source's own price at the last observation"),
+        sa.Column("price_low", NUM, comment="lowest low end of the history rows' intervals (NULL: none)"),
+        sa.Column("price_high", NUM, comment="highest high end of the history rows' intervals (NULL: none)"),
+        sa.Column("unverified_n", sa.Integer, nullable=False, server_default="0",
+                  comment="history rows in the bucket whose value was unverified"),
         sa.Index(f"ix_{name}_bucket", "bucket"),
         # A candle is updated by every batch that brings a row of its bucket: room in each page keeps
         # those updates HOT (no new index entries).

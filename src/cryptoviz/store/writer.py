@@ -31,7 +31,8 @@ def _later(a: datetime, b: datetime) -> bool:
 
 
 # What a history row gives its candles (cryptoviz.store.candles.Point), in this order.
-_POINT_COLUMNS = ("currency_id", "observed_at", "price", "market_cap", "volume_24h", "confidence", "sources")
+_POINT_COLUMNS = ("currency_id", "observed_at", "price", "market_cap", "volume_24h", "confidence", "sources",
+                  "price_low", "price_high", "unverified")
 
 
 def source_ids(snapshot: CoinSnapshot) -> dict[str, str]:
@@ -62,6 +63,8 @@ def snapshot_rows(snapshots: Sequence[CoinSnapshot], now: datetime) -> dict[str,
             "volume_24h": s.volume_24h, "change_1h": s.change_1h, "change_24h": s.change_24h,
             "change_7d": s.change_7d, "confidence": s.confidence, "n_sources": n_used,
             "sources": used[:200], "currency": s.currency, "observed_at": observed,
+            "price_low": s.price_low, "price_high": s.price_high, "unverified": s.unverified,
+            "price_at": utc(s.price_at) if s.price_at else None,
         }
         known = coins.get(s.coin_id)
         if known is None or observed >= known["last_seen_at"]:
@@ -161,7 +164,8 @@ class SqlSink:
                     if table == "history":
                         # RETURNING gives the rows really inserted: those, and only those, make candles.
                         new = [Point(r[0], utc(r[1]), r[2], r[3], r[4], r[5], r[6] or "",
-                                     rows["source_prices"].get((r[0], utc(r[1])))) for r in result.all()]
+                                     rows["source_prices"].get((r[0], utc(r[1]))), r[7], r[8], bool(r[9]))
+                               for r in result.all()]
                         inserted["history"] = len(new)
                         fold_into(conn, new)
                     elif table == "source_quotes":

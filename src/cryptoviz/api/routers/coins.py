@@ -45,23 +45,28 @@ def _unknown(coin_id: str) -> ApiError:
 
 
 @router.get("/api/coins", response_model=CoinPage, responses=ERRORS, summary="Current values of all coins",
-            description="The current consensus of each coin, sorted and paginated. NULLs sort last.")
+            description="The current consensus of each coin, sorted and paginated. NULLs sort last. Each row "
+                        "says what the value is worth: its 95 % interval (`price_low`, `price_high`), whether it "
+                        "is `unverified`, its age (`age_s`, at the time of the request) and whether that age is "
+                        "beyond the maximum staleness (`stale`); a stale coin stays listed.")
 def list_coins(
     engine: EngineDep,
+    settings: SettingsDep,
     sort: Annotated[queries.SortKey, Query(description="Sort key.")] = "market_cap",
     order: Annotated[queries.Order, Query(description="Sort order.")] = "desc",
     limit: Annotated[int, Query(ge=1, le=1000, description="Page size (1 to 1000).")] = 100,
     offset: Annotated[int, Query(ge=0, description="Rows to skip.")] = 0,
 ) -> CoinPage:
-    total, rows = queries.list_coins(engine, sort=sort, order=order, limit=limit, offset=offset)
+    total, rows = queries.list_coins(engine, sort=sort, order=order, limit=limit, offset=offset,
+                                     max_staleness=settings.max_staleness)
     return CoinPage(total=total, limit=limit, offset=offset, sort=sort, order=order,
                     coins=[CoinRow.model_validate(r) for r in rows])
 
 
 @router.get("/api/coins/{coin_id}", response_model=CoinDetail, responses={**ERRORS, **NOT_FOUND},
             summary="One coin, with each source's newest value")
-def get_coin(engine: EngineDep, coin_id: CoinId) -> CoinDetail:
-    row = queries.get_coin(engine, coin_id)
+def get_coin(engine: EngineDep, settings: SettingsDep, coin_id: CoinId) -> CoinDetail:
+    row = queries.get_coin(engine, coin_id, max_staleness=settings.max_staleness)
     if row is None:
         raise _unknown(coin_id)
     quotes = [SourceQuoteOut.model_validate(q) for q in queries.latest_source_quotes(engine, coin_id)]
@@ -78,8 +83,11 @@ def get_coin(engine: EngineDep, coin_id: CoinId) -> CoinDetail:
                         "close = last, volume = last 24h volume, `n` observations, `n_backfill` backfilled "
                         "points, lowest confidence); a step finer than the stored tiers where the raw rows "
                         "are gone, or too fine for the range, gives coarser candles. `sources=true` adds each "
-                        "source's own price line. `gaps` lists the stretches without data. Default range: the "
-                        "last 24 hours.")
+                        "source's own price line. `gaps` lists the stretches without data. Each point and candle "
+                        "carries the value's 95 % interval (`price_low`, `price_high`: for a candle the lowest and "
+                        "highest ends over its observations) and whether it was unverified (a candle: "
+                        "`unverified_n` observations); `age_s` and `stale` are those of the coin's current value "
+                        "at the time of the request. Default range: the last 24 hours.")
 def history(
     engine: EngineDep,
     settings: SettingsDep,
@@ -107,7 +115,11 @@ def history(
         raise _unknown(coin_id)
     request = history_reader.Request(coin_id, begin, stop, step, sources, max_candles,
                                      min_gap=default_min_length(settings).total_seconds())
-    return history_reader.read(engine, request)
+    answer = history_reader.read(engine, request)
+    fresh = queries.current_freshness(engine, coin_id, datetime.now(UTC), settings.max_staleness)
+    if fresh is None:
+        return answer
+    return answer.model_copy(update={"age_s": fresh[0], "stale": fresh[1]})
 
 
 def _gaps(engine: EngineDep, settings: SettingsDep, coins: list[str] | None, start: datetime | None,

@@ -20,7 +20,9 @@ runs in this process) and sends every client the same frames. Each event's `data
 
 * `event: snapshot`: the top {STREAM_ROWS} coins by market cap: `seq` (the number of the last change it
   includes), `observed_at` (the newest observation of any coin), `total` (coins with a current value),
-  `coins` (rows as in `/api/coins`, largest market cap first). Sent on connect, to everyone every
+  `coins` (rows as in `/api/coins`, largest market cap first; `age_s` and `stale` as of the read that
+  made the frame, so a row's age grows by the time since: a snapshot every {SNAPSHOT_EVERY:g}s brings fresh
+  ones). Sent on connect, to everyone every
   {SNAPSHOT_EVERY:g}s, after the database failed, and to a client that fell behind.
 * `event: delta`: what changed since the previous event: `seq` (one more than the previous `delta` or
   `snapshot`), `observed_at`, `coins` (only the changed rows, whole), `removed` (ids that left the top
@@ -44,7 +46,8 @@ def make_router(poll_interval: float) -> APIRouter:
                                  "description": "An endless event stream."}, 401: ERRORS[401]})
     async def stream(request: Request, engine: EngineDep, shutdown: ShutdownDep) -> StreamingResponse:
         if getattr(request.app.state, "stream_mode", None) == PER_CLIENT:
-            events = per_client_events(engine, poll_interval=poll_interval, stop=shutdown)
+            events = per_client_events(engine, poll_interval=poll_interval, stop=shutdown,
+                                       max_staleness=request.app.state.settings.max_staleness)
         else:
             hub: LiveHub = request.app.state.live
             events = hub.events()

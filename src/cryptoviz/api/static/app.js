@@ -16,6 +16,9 @@
 
   const SOURCE_COLORS = ["#f59e0b", "#c084fc", "#f472b6", "#2dd4bf", "#facc15"];
   const CONSENSUS_COLOR = "#60a5fa";
+  const BAND_FILL = "rgba(96,165,250,.18)"; // the consensus' 95 % interval, drawn around its line
+  const UNVERIFIED_COLOR = "#f59e0b";
+  const UNVERIFIED_TEXT = "Unverified: two sources disagree beyond tolerance and nothing settles which is right";
   const STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 21600, 43200, 86400];
   const RAW_RANGE = 2 * 86400; // the API answers raw points up to this range (where raw rows are kept)
   const LONG_CANDLES = 300; // beyond that, at most this many candles of a step the API picks
@@ -27,7 +30,9 @@
     selected: params.get("coin"),
     range: 86400,
     interval: "auto",
-    chart: null, // {coin, step, tier, note, gapAfter, candles: [...], line: {x, y}, sources: {name: {x, y}}} (x in ms)
+    // {coin, step, tier, note, gapAfter, candles: [...], line: {x, y, lo, hi, unv}, sources: {name: {x, y}}} (x in
+    // ms; lo/hi: the 95 % interval at each point, null where none; unv: the value was unverified)
+    chart: null,
     total: 0,
     lastObserved: null,
     sourceColors: {},
@@ -115,13 +120,38 @@
     return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
   }
 
+  function fmtAge(seconds) {
+    seconds = Math.max(0, Math.round(seconds));
+    if (seconds < 90) return `${seconds}s`;
+    if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+    if (seconds < 172800) return `${Math.round(seconds / 3600)} h`;
+    return `${Math.round(seconds / 86400)} days`;
+  }
+
   function fmtAgo(iso) {
     if (!iso) return "";
-    const seconds = Math.max(0, Math.round((Date.now() - new Date(iso).getTime()) / 1000));
-    if (seconds < 90) return `(${seconds}s ago)`;
-    if (seconds < 5400) return `(${Math.round(seconds / 60)} min ago)`;
-    if (seconds < 172800) return `(${Math.round(seconds / 3600)} h ago)`;
-    return `(${Math.round(seconds / 86400)} days ago)`;
+    return `(${fmtAge((Date.now() - new Date(iso).getTime()) / 1000)} ago)`;
+  }
+
+  // A row's age now: the server's age_s when the row came, plus the time since.
+  function ageNow(coin) {
+    return (coin.age_s || 0) + (Date.now() - (coin.receivedAt || Date.now())) / 1000;
+  }
+
+  function staleText(coin) {
+    const quoted = coin.price_at ? "last quote" : "last value";
+    return `Stale: ${quoted} ${fmtAge(ageNow(coin))} old, beyond the staleness limit`;
+  }
+
+  function intervalText(coin) {
+    if (coin.price_low === null || coin.price_low === undefined || coin.price_high === null ||
+        coin.price_high === undefined) return "";
+    return `${fmtPrice(coin.price_low, coin.currency)} – ${fmtPrice(coin.price_high, coin.currency)}`;
+  }
+
+  function unverifiedMark() {
+    return el("span", { class: "unverified-mark", "data-testid": "unverified-mark", title: UNVERIFIED_TEXT,
+      "aria-label": "unverified", text: "⚠" });
   }
 
   // Plotly has no time zones: give it local wall-clock strings so the axis matches "last update".
@@ -215,11 +245,21 @@
     const cells = tr.cells;
     setCell(cells[0], String(coin.rank ?? "—"));
     const symbol = coin.symbol.toUpperCase();
-    if (tr.dataset.name !== coin.name + symbol) {
-      tr.dataset.name = coin.name + symbol;
+    const nameKey = coin.name + symbol + (coin.unverified ? "!" : "");
+    if (tr.dataset.name !== nameKey) {
+      tr.dataset.name = nameKey;
       cells[1].replaceChildren(el("span", { class: "name-cell" },
-        el("span", { text: coin.name }), el("span", { class: "sym", text: symbol })));
+        el("span", { text: coin.name }), el("span", { class: "sym", text: symbol }),
+        coin.unverified ? unverifiedMark() : null));
     }
+    tr.classList.toggle("unverified", Boolean(coin.unverified));
+    // A coin without a fresh quote stays in the list, greyed, its age in the tooltip.
+    tr.classList.toggle("stale", Boolean(coin.stale));
+    tr.coin = coin;
+    if (coin.stale) tr.title = staleText(coin);
+    else tr.removeAttribute("title");
+    const band = intervalText(coin);
+    cells[2].title = band ? `95 % interval: ${band}` : "";
     const old = tr.price;
     setCell(cells[2], fmtPrice(coin.price, coin.currency));
     if (flashes && old !== undefined && old !== coin.price) flash(cells[2], coin.price > old);
@@ -311,8 +351,14 @@
   }
 
   // A whole list (the first page, or a snapshot of the stream).
+  function stamp(coins) {
+    const now = Date.now();
+    for (const coin of coins) coin.receivedAt = now;
+    return coins;
+  }
+
   function applyCoins(coins, total, observedAt) {
-    state.coins = coins;
+    state.coins = stamp(coins);
     state.total = total;
     $("coin-count").textContent = `${total} coins`;
     renderTable(null, true);
@@ -326,7 +372,7 @@
   function applyDelta(coins, removed, observedAt) {
     const byId = new Map(state.coins.map((c) => [c.id, c]));
     for (const id of removed || []) byId.delete(id);
-    for (const coin of coins) byId.set(coin.id, coin);
+    for (const coin of stamp(coins)) byId.set(coin.id, coin);
     state.coins = [...byId.values()];
     renderTable(new Set(coins.map((c) => c.id)), true);
     if (observedAt) setLastUpdate(observedAt);
@@ -341,6 +387,15 @@
     $("coin-title").textContent = coin.name;
     $("coin-symbol").textContent = coin.symbol.toUpperCase();
     $("coin-price").textContent = fmtPrice(coin.price, coin.currency);
+    $("coin-interval").textContent = intervalText(coin) || "—";
+    const flags = $("coin-flags");
+    flags.replaceChildren();
+    if (coin.unverified) flags.append(unverifiedMark());
+    if (coin.stale) {
+      if (coin.receivedAt === undefined) coin.receivedAt = Date.now();
+      flags.append(el("span", { class: "stale-badge", "data-testid": "stale-badge", title: staleText(coin),
+        text: "stale" }));
+    }
     const change = fmtPct(coin.change_24h);
     $("coin-change").textContent = change.text;
     $("coin-change").className = "value " + change.cls;
@@ -397,6 +452,7 @@
     return (answer.candles || []).map((c) => ({
       t: ms(c.time), open: c.open, high: c.high, low: c.low, close: c.close, backfilled: c.backfilled,
       closeAt: c.close_at ? ms(c.close_at) : ms(c.time) + answer.interval * 500,
+      priceLow: c.price_low ?? null, priceHigh: c.price_high ?? null, unverified: Boolean(c.unverified),
     }));
   }
 
@@ -420,7 +476,10 @@
       chart = {
         step: ohlc.interval, tier: ohlc.tier, lineTier: base.tier, note: ohlc.note, gapAfter: base.gap_after,
         candles: candlesOf(ohlc),
-        line: { x: times, y: base.points.map((p) => p[1]) }, sources: sourceLines(base.sources),
+        // points: [observed_at, price, market_cap, volume_24h, confidence, price_low, price_high, unverified, ...]
+        line: { x: times, y: base.points.map((p) => p[1]), lo: base.points.map((p) => p[5] ?? null),
+          hi: base.points.map((p) => p[6] ?? null), unv: base.points.map((p) => Boolean(p[7])) },
+        sources: sourceLines(base.sources),
       };
     } else {
       // Candles: the consensus line through each candle's last observation, per-source closes beside it.
@@ -430,7 +489,9 @@
       chart = {
         step: answer.interval, tier: answer.tier, lineTier: answer.tier, note: answer.note, gapAfter: answer.gap_after,
         candles,
-        line: { x: candles.map((c) => c.closeAt), y: candles.map((c) => c.close) }, sources: sourceLines(answer.sources),
+        line: { x: candles.map((c) => c.closeAt), y: candles.map((c) => c.close), lo: candles.map((c) => c.priceLow),
+          hi: candles.map((c) => c.priceHigh), unv: candles.map((c) => c.unverified) },
+        sources: sourceLines(answer.sources),
       };
     }
     if (ticket !== state.loadingChart) return; // another coin or range was selected meanwhile
@@ -503,7 +564,7 @@
       }), {
         type: "scatter", mode: "lines", name: "consensus", x: line.x, y: line.y, connectgaps: false,
         line: { color: CONSENSUS_COLOR, width: 2.5 },
-      }];
+      }, ...bandTraces(chart)];
     for (const name of Object.keys(chart.sources).sort()) {
       const source = gapped(chart.sources[name].x, chart.sources[name].y, chart.gapAfter);
       traces.push({
@@ -533,6 +594,36 @@
       modeBarButtonsToRemove: ["lasso2d", "select2d", "toggleSpikelines"] });
   }
 
+  // The 95 % interval as a band around the consensus line (the low edge, then the high edge filled down to
+  // it), and a mark on each unverified value. Nothing when no value of the chart has an interval.
+  function bandTraces(chart) {
+    const out = [];
+    const line = chart.line;
+    if (line.lo.some((v) => v !== null) && line.hi.some((v) => v !== null)) {
+      const lo = gapped(line.x, line.lo, chart.gapAfter);
+      const hi = gapped(line.x, line.hi, chart.gapAfter);
+      out.push({
+        type: "scatter", mode: "lines", name: "95 % low", x: lo.x, y: lo.y, connectgaps: false,
+        legendgroup: "interval", showlegend: false, line: { width: 0, color: BAND_FILL }, hoverinfo: "skip",
+      }, {
+        type: "scatter", mode: "lines", name: "95 % interval", x: hi.x, y: hi.y, connectgaps: false,
+        legendgroup: "interval", fill: "tonexty", fillcolor: BAND_FILL, line: { width: 0, color: BAND_FILL },
+        customdata: line.lo.map((v) => (v === null ? "—" : fmtPrice(v))),
+        hovertemplate: "95 %: %{customdata} – %{y}<extra></extra>",
+      });
+    }
+    const marks = line.x.map((x, i) => i).filter((i) => line.unv[i]);
+    if (marks.length) {
+      out.push({
+        type: "scatter", mode: "markers", name: "unverified", x: marks.map((i) => plotTime(line.x[i])),
+        y: marks.map((i) => line.y[i]), legendgroup: "unverified",
+        marker: { symbol: "x-thin-open", size: 11, color: UNVERIFIED_COLOR, line: { width: 2, color: UNVERIFIED_COLOR } },
+        hovertemplate: "unverified: sources disagree<extra></extra>",
+      });
+    }
+    return out;
+  }
+
   function labelStep(seconds) {
     if (seconds % 604800 === 0) return `${seconds / 604800}w`;
     if (seconds % 86400 === 0) return `${seconds / 86400}d`;
@@ -560,8 +651,8 @@
     const start = now - Number(chart.range) * 1000;
     if (!chart.line.x.length || chart.line.x[0] >= start - Number(chart.range) * 50) return; // 5 % slack
     const from = chart.line.x.findIndex((x) => x >= start);
-    chart.line.x.splice(0, from < 0 ? chart.line.x.length : from);
-    chart.line.y.splice(0, from < 0 ? chart.line.y.length : from);
+    const cut = from < 0 ? chart.line.x.length : from;
+    for (const key of ["x", "y", "lo", "hi", "unv"]) chart.line[key].splice(0, cut);
     chart.candles = chart.candles.filter((c) => c.t + chart.step * 1000 > start);
   }
 
@@ -592,17 +683,25 @@
           backfilled: false, closeAt: t });
       }
     }
+    const point = { x: t, y: coin.price, lo: coin.price_low ?? null, hi: coin.price_high ?? null,
+      unv: Boolean(coin.unverified) };
     if (chart.lineTier !== "raw" && sameCandle && chart.line.x.length) {
-      chart.line.x[chart.line.x.length - 1] = t;
-      chart.line.y[chart.line.y.length - 1] = coin.price;
+      const last = chart.line.x.length - 1;
+      // the line goes through the candle's last observation; its band spans the candle's observations
+      point.lo = minOf(chart.line.lo[last], point.lo);
+      point.hi = maxOf(chart.line.hi[last], point.hi);
+      point.unv = point.unv || chart.line.unv[last];
+      for (const key of Object.keys(point)) chart.line[key][last] = point[key];
     } else {
-      chart.line.x.push(t);
-      chart.line.y.push(coin.price);
+      for (const key of Object.keys(point)) chart.line[key].push(point[key]);
     }
     appendQuotes(chart, quotes);
     trimChart(chart, t);
     scheduleDraw();
   }
+
+  const minOf = (a, b) => (a === null ? b : b === null ? a : Math.min(a, b));
+  const maxOf = (a, b) => (a === null ? b : b === null ? a : Math.max(a, b));
 
   function appendQuotes(chart, quotes) {
     let added = false;
@@ -829,6 +928,9 @@
     window.setInterval(() => {
       $("last-age").textContent = fmtAgo(state.lastObserved);
       renderStreamAge();
+      for (const tr of document.querySelectorAll("#rows tr.stale")) {
+        if (tr.coin) tr.title = staleText(tr.coin); // the age in the tooltip keeps counting
+      }
     }, 1000);
     // A selected coin beyond the streamed list: its figures and chart are read every 10 s.
     window.setInterval(() => {

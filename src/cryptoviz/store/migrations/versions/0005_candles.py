@@ -56,7 +56,7 @@ def upgrade() -> None:
         op.create_index(f"ix_{name}_bucket", name, ["bucket"])
     from cryptoviz.store.candles import rebuild_from_history
 
-    rebuild_from_history(op.get_bind())
+    rebuild_from_history(op.get_bind(), legacy=True)  # the schema of this revision: no interval yet
 
     # Dashboards read as cryptoviz_reader (SELECT only) when the role exists.
     if op.get_bind().dialect.name == "postgresql":
