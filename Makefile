@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help install migrate run demo test unit lint bench truth fuzz audit mutate browser services-up services-down services-status clean
+.PHONY: help install migrate run demo test unit lint bench truth fuzz audit mutate browser services-up services-down services-status clean screenshot
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -62,9 +62,14 @@ mutate: install ## Mutation testing of the core modules against the unit tests (
 	@# mutmut mutates a copy under mutants/ and runs only the service-free unit tests listed in [tool.mutmut].
 	rm -rf mutants && mkdir mutants
 	@echo "make mutate: mutmut run (about 15 min on 2 cores; progress in mutants/run.log)"
-	$(BIN)/mutmut run --max-children $${MUTATE_JOBS:-2} > mutants/run.log 2>&1 || \
+	CRYPTOVIZ_PROPERTY_EXAMPLES=$${CRYPTOVIZ_PROPERTY_EXAMPLES:-300} \
+	  $(BIN)/mutmut run --max-children $${MUTATE_JOBS:-2} > mutants/run.log 2>&1 || \
 	  { tail -n 40 mutants/run.log; echo "make mutate: mutmut run failed (mutants/run.log)" >&2; exit 1; }
 	$(BIN)/python scripts/mutation_score.py --list
+
+screenshot: install browser ## Regenerate docs/img/dashboard.png: the dashboard in headless Chromium on the simulator's market
+	DASHBOARD_SCREENSHOT=docs/img/dashboard.png $(BIN)/python -m pytest -q -p no:cacheprovider \
+	  tests/e2e/test_browser.py -k test_dashboard_shows_the_market_and_updates_live
 
 unit: install ## Only the tests that need no service
 	$(BIN)/python -m pytest -m "not integration and not faults" $(PYTEST_ARGS)

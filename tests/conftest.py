@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis.configuration import set_hypothesis_home_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
-
-def _service_env() -> dict[str, str]:
-    """Service addresses from the environment (make test) or .services/env (make services-up)."""
-    found = {k: v for k, v in os.environ.items() if k.startswith("CRYPTOVIZ_")}
-    env_file = ROOT / ".services" / "env"
-    if env_file.exists():
-        for line in env_file.read_text().splitlines():
-            line = line.strip().removeprefix("export ")
-            name, sep, value = line.partition("=")
-            if sep and name.startswith("CRYPTOVIZ_"):
-                found.setdefault(name, value.strip().strip("'\""))
-    return found
-
-
-# Read once, before any test clears the environment.
-SERVICE_ENV = _service_env()
+# Hypothesis keeps its example database under the directory pytest started in (the repository): out of
+# the tree like everything else a test writes, and still kept between runs so a failing example replays.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "cryptoviz-hypothesis")
 
 
 @pytest.fixture(autouse=True)

@@ -3,20 +3,18 @@
 Each of ``cryptoviz run``, ``cryptoviz db upgrade`` and ``cryptoviz status`` must then exit non-zero with one
 ``error: ...`` line on stderr that names the database and the problem, and never a Python traceback.
 
-How the faults are made, given that the tests run as root (for whom ``chmod 0444`` stops nothing):
+The faults need no mount (which a CI runner seldom allows), so every test runs everywhere:
 
 * unreachable: PostgreSQL on port 1 of 127.0.0.1, where nothing listens;
-* read-only: a small tmpfs holding a migrated SQLite database, remounted read-only (``mount -o remount,ro``),
-  which refuses writes to root too (EROFS); and SQLite's own ``?mode=ro&uri=true`` URL, a database that opens
-  fine but refuses every write;
-* disk full: a tmpfs of 64 KiB (too small for the schema), or one filled to the last byte after migrating.
-
-The tmpfs cases need ``mount`` (root, CAP_SYS_ADMIN) and are skipped, saying so, where it is not allowed.
+* read-only: a migrated SQLite file of mode 0444 in a directory of mode 0555, the command run without the
+  capabilities that let root ignore file modes (``tests/faults/limited.py --read-only-files``); and
+  SQLite's own ``?mode=ro&uri=true`` URL, a database that opens fine but refuses every write;
+* disk full: SQLite's ``PRAGMA max_page_count`` (its own "database or disk is full" once the file would
+  grow), or a file size limit (RLIMIT_FSIZE) under which not even the WAL's shared-memory file can be sized.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from cryptoviz.simulator import start_simulator
-from tests.faults.conftest import clean_env, cryptoviz, wait_for
+from tests.faults.conftest import clean_env, cryptoviz
 
 pytestmark = pytest.mark.faults
 
@@ -61,40 +59,30 @@ def one_error_line(result: subprocess.CompletedProcess[str], *names: str) -> str
     return lines[0]
 
 
-def _mount(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
+LIMITED = Path(__file__).with_name("limited.py")
+PAGE = 4096  # SQLite's default page size
+
+
+def limited(limits: list[str], args: list[str], env: dict[str, str], cwd: Path,
+            timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """``cryptoviz ARGS`` under ``limits`` (see ``tests/faults/limited.py``), run to the end."""
+    return subprocess.run([sys.executable, str(LIMITED), *limits, "--", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @contextmanager
-def tmpfs(path: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` mounted on ``path`` for the duration of the block (unmounted whatever happens)."""
-    path.mkdir(parents=True, exist_ok=True)
-    mounted = _mount("-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path))
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}); the test needs root and "
-                    "CAP_SYS_ADMIN")
+def read_only_files(directory: Path) -> Iterator[None]:
+    """Every file of ``directory`` mode 0444 and the directory 0555, restored afterwards (for clean-up)."""
+    files = [f for f in directory.iterdir() if f.is_file()]
+    for f in files:
+        f.chmod(0o444)
+    directory.chmod(0o555)
     try:
-        yield path
+        yield
     finally:
-        if subprocess.run(["umount", str(path)], capture_output=True, check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(path)], capture_output=True, check=True)
-
-
-def remount(path: Path, options: str) -> None:
-    result = _mount("-o", f"remount,{options}", str(path))
-    assert result.returncode == 0, result.stderr
-
-
-def fill(path: Path) -> None:
-    """Take every free byte of the filesystem at ``path``."""
-    fd = os.open(path / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        while os.write(fd, b"\0" * 4096):
-            pass
-    except OSError:  # ENOSPC: full
-        pass
-    finally:
-        os.close(fd)
+        directory.chmod(0o755)
+        for f in files:
+            f.chmod(0o644)
 
 
 def migrate_into(url: str, tmp_path: Path) -> None:
@@ -116,16 +104,19 @@ def test_unreachable_database_fails_with_one_line_naming_it(command: str, tmp_pa
 # --- read-only ----------------------------------------------------------------------------------------
 
 
-def test_read_only_filesystem_fails_every_command_with_one_line(tmp_path: Path) -> None:
-    with tmpfs(tmp_path / "ro", "4m") as mnt:
-        url = f"sqlite:///{mnt}/cryptoviz.db"
-        migrate_into(url, tmp_path)
-        remount(mnt, "ro")
-        assert subprocess.run(["touch", str(mnt / "probe")], capture_output=True, check=False).returncode != 0
+def test_read_only_database_file_fails_every_command_with_one_line(tmp_path: Path) -> None:
+    directory = tmp_path / "ro"
+    directory.mkdir()
+    url = f"sqlite:///{directory}/cryptoviz.db"
+    migrate_into(url, tmp_path)
+    before = (directory / "cryptoviz.db").read_bytes()
+    with read_only_files(directory):
         for command, args in COMMANDS.items():
-            result = cryptoviz(args, env_for(url, tmp_path), tmp_path, timeout=120)
-            line = one_error_line(result, str(mnt / "cryptoviz.db"))
-            assert "unable to open database file" in line or "read" in line, (command, line)
+            result = limited(["--read-only-files"], args, env_for(url, tmp_path), tmp_path, timeout=120)
+            line = one_error_line(result, str(directory / "cryptoviz.db"))
+            assert "unable to open database file" in line or "readonly database" in line, (command, line)
+    assert sorted(f.name for f in directory.iterdir()) == ["cryptoviz.db"]  # no journal could be made
+    assert (directory / "cryptoviz.db").read_bytes() == before
 
 
 def test_read_only_sqlite_database_can_still_be_read(tmp_path: Path) -> None:
@@ -152,31 +143,32 @@ def test_sqlite_uri_creates_no_stray_directory(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", ["run", "db-upgrade"])
 def test_disk_too_small_for_the_schema(command: str, tmp_path: Path) -> None:
-    with tmpfs(tmp_path / "full", "64k") as mnt:
-        result = cryptoviz(COMMANDS[command], env_for(f"sqlite:///{mnt}/cryptoviz.db", tmp_path), tmp_path,
-                           timeout=120)
-        one_error_line(result, str(mnt / "cryptoviz.db"), "database or disk is full")
+    db = tmp_path / "cryptoviz.db"
+    result = limited(["--max-pages", "8"], COMMANDS[command], env_for(f"sqlite:///{db}", tmp_path), tmp_path,
+                     timeout=120)
+    one_error_line(result, str(db), "database or disk is full")
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=list(COMMANDS))
 def test_disk_full_after_migrating(command: str, tmp_path: Path) -> None:
-    with tmpfs(tmp_path / "full", "1m") as mnt:
-        url = f"sqlite:///{mnt}/cryptoviz.db"
-        migrate_into(url, tmp_path)
-        fill(mnt)
-        result = cryptoviz(COMMANDS[command], env_for(url, tmp_path), tmp_path, timeout=120)
-        line = one_error_line(result, str(mnt / "cryptoviz.db"))
-        assert "disk I/O error" in line or "disk is full" in line, line
+    db = tmp_path / "cryptoviz.db"
+    url = f"sqlite:///{db}"
+    migrate_into(url, tmp_path)
+    assert db.stat().st_size > 32 * 1024
+    # Not one more block: the 32 KiB shared-memory file that opening a WAL database needs cannot be made.
+    env = {**env_for(url, tmp_path), "CRYPTOVIZ_LOG_DIR": str(tmp_path / "fresh-logs")}  # a log stays small
+    result = limited(["--max-file-bytes", str(24 * 1024)], COMMANDS[command], env, tmp_path, timeout=120)
+    line = one_error_line(result, str(db))
+    assert "disk I/O error" in line or "disk is full" in line, line
 
 
 def test_upgrade_that_ran_out_of_disk_can_be_retried(tmp_path: Path) -> None:
-    with tmpfs(tmp_path / "full", "64k") as mnt:
-        url = f"sqlite:///{mnt}/cryptoviz.db"
-        first = cryptoviz(["db", "upgrade"], env_for(url, tmp_path), tmp_path)
-        one_error_line(first, "database or disk is full")
-        remount(mnt, "size=8m")  # space freed
-        second = cryptoviz(["db", "upgrade"], env_for(url, tmp_path), tmp_path)
-        assert second.returncode == 0, second.stderr
+    db = tmp_path / "cryptoviz.db"
+    url = f"sqlite:///{db}"
+    first = limited(["--max-pages", "8"], ["db", "upgrade"], env_for(url, tmp_path), tmp_path)
+    one_error_line(first, "database or disk is full")
+    second = cryptoviz(["db", "upgrade"], env_for(url, tmp_path), tmp_path)  # space freed
+    assert second.returncode == 0 and "at revision" in second.stdout, second.stderr
 
 
 # --- a database that opens but refuses writes, with the run already going -----------------------------
@@ -197,23 +189,22 @@ def test_run_ends_with_an_error_when_the_database_refuses_writes(tmp_path: Path)
 
 def test_run_ends_with_an_error_when_the_disk_fills_up_during_the_run(tmp_path: Path) -> None:
     """The start-up probe passes, then the disk fills: the run still ends, CRYPTOVIZ_DRAIN_TIMEOUT after."""
-    with tmpfs(tmp_path / "full", "4m") as mnt, start_simulator(faults="none", n_coins=200) as sim:
-        url = f"sqlite:///{mnt}/cryptoviz.db"
-        migrate_into(url, tmp_path)
+    db = tmp_path / "cryptoviz.db"
+    url = f"sqlite:///{db}"
+    migrate_into(url, tmp_path)
+    room = db.stat().st_size // PAGE + 64  # a few batches more, then full
+    with start_simulator(faults="none", n_coins=200) as sim:
         env = env_for(url, tmp_path, CRYPTOVIZ_INTERVAL="1", CRYPTOVIZ_DRAIN_TIMEOUT="2")
         env.update({f"CRYPTOVIZ_{k.upper()}": v for k, v in sim.settings_overrides().items()})
-        proc = subprocess.Popen([sys.executable, "-m", "cryptoviz", "run", "--no-serve", "--duration", "6"],
-                                env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            wait_for(lambda: (mnt / "cryptoviz.db-wal").exists() or proc.poll() is not None, 30,
-                     "the run to start writing")
-            fill(mnt)
-            _, stderr = proc.communicate(timeout=60)
+            result = limited(["--max-pages", str(room)], ["run", "--no-serve", "--duration", "6"], env, tmp_path,
+                             timeout=60)
         except subprocess.TimeoutExpired:
-            proc.kill()
             pytest.fail("`cryptoviz run --duration 6` still running 60 s after the disk filled up")
-    assert proc.returncode != 0, stderr[-2000:]
+    stderr = result.stderr
+    assert result.returncode != 0, stderr[-2000:]
     assert "Traceback" not in stderr, stderr[-3000:]
     last = [line for line in stderr.splitlines() if line.strip()][-1]
     assert last.startswith("error: ") and "not stored" in last, stderr[-3000:]
-    assert "disk is full" in last or "disk I/O error" in last, last
+    assert "disk is full" in last, last
+    assert db.stat().st_size // PAGE <= room

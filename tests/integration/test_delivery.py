@@ -16,15 +16,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
+import psycopg
 import pytest
 import sqlalchemy as sa
 from confluent_kafka import Consumer as RawConsumer
 from confluent_kafka import Producer, TopicPartition
 
-from cryptoviz.bus.kafka import KafkaPublisher, consumer_lag, dlq_topic_of, list_dlq
+from cryptoviz.bus.base import Batch, Consumer
+from cryptoviz.bus.kafka import KafkaConsumer, KafkaPublisher, consumer_lag, dlq_topic_of, list_dlq
 from cryptoviz.models import CoinSnapshot, encode_snapshot
 from cryptoviz.simulator import start_simulator
 from cryptoviz.store import migrate
+from cryptoviz.store.engine import make_engine
+from cryptoviz.store.sink import open_sink
+from cryptoviz.writer_loop import run_writer
 from tests.conftest import ROOT
 from tests.factories import numbered
 
@@ -124,6 +129,126 @@ def committed_total(bootstrap: str, topic: str, group: str) -> int:
         return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
     finally:
         consumer.close()
+
+
+def plain_dsn(url: str) -> str:
+    """A SQLAlchemy PostgreSQL URL as libpq takes it."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+class CheckingConsumer(Consumer):
+    """A Kafka consumer whose ``commit`` first looks, on a database connection of its own, for every row
+    of the batch: what it finds missing at that moment would be lost if the process died right after."""
+
+    def __init__(self, inner: KafkaConsumer, database_url: str) -> None:
+        self.inner, self.dsn = inner, plain_dsn(database_url)
+        self.missing: list[int] = []  # per commit, rows of the batch not visible yet
+        self.checked = 0
+
+    def poll_batch(self, max_records: int, timeout: float) -> Batch | None:
+        return self.inner.poll_batch(max_records, timeout)
+
+    def lag(self) -> int | None:
+        return self.inner.lag()
+
+    def commit(self, batch: Batch) -> None:
+        wanted = {(s.coin_id, s.observed_at) for s in batch.snapshots}
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            found = set(conn.execute(
+                "SELECT currency_id, observed_at FROM currency_data_history "
+                "WHERE currency_id = ANY(%s) AND observed_at = ANY(%s)",
+                ([c for c, _ in wanted], [t for _, t in wanted])).fetchall())
+        self.missing.append(len(wanted - found))
+        self.checked += len(wanted)
+        self.inner.commit(batch)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_offsets_are_committed_only_once_postgres_shows_the_rows(kafka_bootstrap: str, kafka_topic: str,
+                                                                 kafka_group: str, pg_database: str) -> None:
+    migrate.upgrade(pg_database)
+    snapshots = [make_snapshot(c, m) for m in range(10) for c in range(COINS)]  # 3,000
+    publisher = KafkaPublisher(kafka_bootstrap, kafka_topic)
+    publisher.publish(snapshots)
+    assert publisher.flush(30) == 0
+    consumer = CheckingConsumer(KafkaConsumer(kafka_bootstrap, kafka_topic, kafka_group), pg_database)
+    engine = make_engine(pg_database)
+    stop = threading.Event()
+    stored = 0
+
+    def on_write(n: int) -> None:
+        nonlocal stored
+        stored += n
+        if stored >= len(snapshots):
+            stop.set()
+
+    deadline = threading.Timer(90, stop.set)  # a hang ends as a failure below, not as a stuck run
+    deadline.start()
+    try:
+        run_writer(consumer, open_sink(engine), stop, batch_size=200, batch_timeout=0.2, drain=False,
+                   on_write=on_write)
+    finally:
+        deadline.cancel()
+        stop.set()
+        consumer.close()
+        engine.dispose()
+    assert stored == consumer.checked == len(snapshots)
+    assert len(consumer.missing) >= len(snapshots) // 200
+    assert sum(consumer.missing) == 0, f"rows not yet visible at commit time: {consumer.missing}"
+    assert sum(consumer_lag(kafka_bootstrap, kafka_topic, kafka_group).values()) == 0
+    assert history(pg_database) == len(snapshots)
+
+
+def read_only(database_url: str, on: bool) -> None:
+    """Make the dedicated test database refuse (or take again) writes from its new sessions, and end the
+    sessions already open (other than this one) so that pooled connections reconnect under the new rule."""
+    name = database_url.rsplit("/", 1)[1]
+    with psycopg.connect(plain_dsn(database_url), autocommit=True) as conn:
+        setting = "SET default_transaction_read_only = on" if on else "RESET default_transaction_read_only"
+        conn.execute("SET default_transaction_read_only = off")  # this session may have started read-only
+        conn.execute(f'ALTER DATABASE "{name}" {setting}')
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+
+
+def test_database_refusing_writes_then_kill_9_while_retrying_then_restart(
+        kafka_bootstrap: str, kafka_topic: str, kafka_group: str, pg_database: str, tmp_path: Path) -> None:
+    migrate.upgrade(pg_database)
+    env = cli_env(pg_database, kafka_bootstrap, kafka_topic, kafka_group, tmp_path)
+    snapshots = stream()
+    producer = SteadyPublisher(kafka_bootstrap, kafka_topic, snapshots, rate=1000)
+    first = start(["consume"], env, tmp_path / "consume-1.log")
+    try:
+        producer.start()
+        wait_for(lambda: history(pg_database) >= 1000, 90, "the consumer to store 1,000 rows")
+        read_only(pg_database, True)
+        wait_for(lambda: "read-only transaction" in (tmp_path / "consume-1.log").read_text(), 30,
+                 "the consumer to meet the read-only database")
+        stored_at, committed_at = history(pg_database), committed_total(kafka_bootstrap, kafka_topic, kafka_group)
+        time.sleep(3)  # retrying meanwhile: nothing written, nothing acknowledged
+        assert first.poll() is None, "the consumer died instead of retrying"
+        assert history(pg_database) == stored_at < len(snapshots)
+        assert committed_total(kafka_bootstrap, kafka_topic, kafka_group) == committed_at <= stored_at
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+        read_only(pg_database, False)
+    assert "retrying in" in (tmp_path / "consume-1.log").read_text()
+    second = start(["consume"], env, tmp_path / "consume-2.log")
+    try:
+        producer.join(60)
+        wait_for(lambda: history(pg_database) == len(snapshots), 120, "every snapshot stored")
+        time.sleep(2)  # anything duplicated would show up now
+        assert_exactly_once_and_latest(pg_database, len(snapshots))
+        wait_for(lambda: sum(consumer_lag(kafka_bootstrap, kafka_topic, kafka_group).values()) == 0, 30,
+                 "offsets committed up to the end")
+    finally:
+        stop(second)
 
 
 def test_kill_9_the_consumer_mid_stream_then_restart(kafka_bootstrap: str, kafka_topic: str, kafka_group: str,

@@ -21,9 +21,7 @@ from cryptoviz.bus.kafka import (
     dlq_topic_of,
     list_dlq,
 )
-from cryptoviz.bus.memory import MemoryBus, MemoryConsumer, MemoryPublisher
 from cryptoviz.config import Settings
-from cryptoviz.errors import ConfigError
 from cryptoviz.models import CoinSnapshot, SourceValue, encode_snapshot
 
 pytestmark = pytest.mark.integration
@@ -257,17 +255,6 @@ def test_factory_builds_kafka_clients_and_creates_topics(kafka_bootstrap: str, k
         publisher.close()
         consumer.close()
         drop_topics([topic, dlq_topic_of(topic)])
-
-
-def test_factory_without_kafka_uses_the_given_memory_bus() -> None:
-    settings = Settings(kafka_bootstrap_servers=None)
-    with pytest.raises(ConfigError, match="MemoryBus"):
-        make_publisher(settings)
-    with pytest.raises(ConfigError, match="MemoryBus"):
-        make_consumer(settings)
-    bus = MemoryBus(maxsize=10)
-    assert isinstance(make_publisher(settings, memory_bus=bus), MemoryPublisher)
-    assert isinstance(make_consumer(settings, memory_bus=bus), MemoryConsumer)
 
 
 def test_lag_counts_what_the_consumer_has_not_taken_yet(kafka_bootstrap: str, kafka_topic: str,

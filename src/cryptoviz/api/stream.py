@@ -52,8 +52,9 @@ async def _pause(seconds: float, stop: threading.Event) -> None:
 
 async def snapshot_events(engine: sa.Engine, encode: SnapshotEncoder, *, poll_interval: float,
                           stop: threading.Event) -> AsyncIterator[bytes]:
-    """Yield SSE bytes: a ``snapshot`` event at once and whenever ``max(currency_data.observed_at)``
-    changes, a ``: keepalive`` comment on the other polls, an ``error`` event while the database fails.
+    """Yield SSE bytes: a ``snapshot`` event at once, whenever ``max(currency_data.observed_at)``
+    changes and when the database answers again after failing; a ``: keepalive`` comment on the other
+    polls, an ``error`` event while the database fails.
 
     ``encode(observed_at)`` reads and serialises the snapshot (it runs in a worker thread). Ends when
     ``stop`` is set; the server cancels it when the client goes away.
@@ -65,7 +66,7 @@ async def snapshot_events(engine: sa.Engine, encode: SnapshotEncoder, *, poll_in
     while not stop.is_set():
         try:
             observed = await anyio.to_thread.run_sync(queries.latest_observed_at, engine)
-            if observed != last:
+            if observed != last or failing:  # after an error the client needs the state again
                 data = await anyio.to_thread.run_sync(encode, observed)
                 last = observed
                 yield format_event("snapshot", data, event_id=observed.isoformat() if observed else None)

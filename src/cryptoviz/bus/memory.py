@@ -2,6 +2,10 @@
 
 Messages are encoded exactly as on Kafka (JSON with ``schema_version``) so both paths share one codec;
 a full queue blocks the publisher (back-pressure) instead of growing memory.
+
+Each message gets a running number, as Kafka gives an offset, and the bus keeps the acknowledged ranges
+(the most recent ones) so that the delivery order of a writer can be checked: which batches it
+acknowledged, and in which order. One consumer reads a bus (the embedded writer).
 """
 
 from __future__ import annotations
@@ -10,7 +14,9 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from cryptoviz.bus.base import Batch, Consumer, DeadLetterRecord, Publisher
 from cryptoviz.errors import MessageError
@@ -19,6 +25,15 @@ from cryptoviz.models import CoinSnapshot, decode_snapshot, encode_snapshot
 logger = logging.getLogger(__name__)
 
 _CLOSED = object()
+_KEPT_COMMITS = 10_000  # acknowledged ranges remembered; older ones are forgotten (a long run stays bounded)
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """One acknowledged batch: the running numbers of its first and last message (both included)."""
+
+    first: int
+    last: int
 
 
 class MemoryBus:
@@ -26,6 +41,9 @@ class MemoryBus:
         self._queue: queue.Queue[object] = queue.Queue(maxsize=maxsize)
         self._closed = threading.Event()
         self.dead_letters: list[tuple[bytes, str]] = []
+        self._commit_lock = threading.Lock()
+        self.commits: deque[Commit] = deque(maxlen=_KEPT_COMMITS)
+        self.committed = 0  # running number of the last acknowledged message (0: none yet)
 
     def publisher(self) -> MemoryPublisher:
         return MemoryPublisher(self)
@@ -44,6 +62,19 @@ class MemoryBus:
 
     def qsize(self) -> int:
         return self._queue.qsize()
+
+    def acknowledge(self, first: int, last: int) -> None:
+        """Record that messages ``first`` to ``last`` were acknowledged; ranges must come in order.
+
+        An acknowledgement out of order (a gap, or a range already acknowledged) is a bug of the consumer
+        loop: it would, on Kafka, skip messages or move the committed offset back. It raises.
+        """
+        with self._commit_lock:
+            if first != self.committed + 1 or last < first:
+                raise RuntimeError(f"in-process bus: acknowledgement of messages {first}..{last} out of order; "
+                                   f"the last acknowledged message is {self.committed}")
+            self.commits.append(Commit(first, last))
+            self.committed = last
 
 
 class MemoryPublisher(Publisher):
@@ -71,6 +102,7 @@ class MemoryConsumer(Consumer):
         if self._drained:
             return None
         batch = Batch()
+        first = self._position + 1
         deadline = time.monotonic() + timeout
         while len(batch.snapshots) + batch.dead_lettered < max_records:
             remaining = deadline - time.monotonic()
@@ -94,10 +126,15 @@ class MemoryConsumer(Consumer):
                 batch.dead_letters.append(DeadLetterRecord("in-process", 0, self._position, key, str(exc)))
         if self._drained and not batch.snapshots and not batch.dead_lettered:
             return None
+        if self._position >= first:
+            batch.token = (first, self._position)
         return batch
 
     def lag(self) -> int:
         return self._bus._queue.qsize()
 
     def commit(self, batch: Batch) -> None:
-        """Nothing to acknowledge: an in-process queue has no offsets."""
+        """Record the batch's messages as acknowledged (nothing is redelivered in process: no offsets to keep)."""
+        if batch.token is not None:
+            first, last = batch.token
+            self._bus.acknowledge(first, last)
