@@ -2,7 +2,8 @@
 
 The full run (``make bench``) needs the local Kafka and PostgreSQL (``CRYPTOVIZ_DATABASE_URL``,
 ``CRYPTOVIZ_KAFKA_BOOTSTRAP_SERVERS``; ``.services/env`` is read when they are unset) and takes about
-10 minutes; ``--smoke`` runs the same code on tiny sizes in well under a minute. Progress goes to stderr.
+13 minutes (the live section, on SQLite, 2.5 of them); ``--smoke`` runs the same code on tiny sizes in about a
+minute. Progress goes to stderr.
 The full run's result is also written to ``benchmarks/results.json`` (``--out``). Keys are flat and dotted; see
 ``benchmarks/README.md`` for what each figure means and its baseline.
 """
@@ -21,7 +22,7 @@ from typing import Any
 
 from benchmarks.common import ROOT, Services, progress
 
-SECTIONS = ("reconcile", "embedded", "sink", "latency", "memory", "history")
+SECTIONS = ("reconcile", "embedded", "sink", "latency", "memory", "history", "live")
 NEED_SERVICES = frozenset({"sink", "latency", "memory", "history"})
 
 FULL: dict[str, Any] = {
@@ -31,6 +32,8 @@ FULL: dict[str, Any] = {
     "memory_backlog": 1_000_000, "memory_idle_seconds": 8.0,
     "embedded_snapshots": 50_000,
     "history": {"coins": 250, "raw_days": 30, "days": 365, "baseline_days": 7, "reps": 20},
+    "live": {"clients": 500, "rate": 2_000.0, "pairs": 500, "seconds": 60.0, "baseline_seconds": 30.0,
+             "warmup": 10.0, "api_rate": 100.0},
 }
 SMOKE: dict[str, Any] = {
     "sink_snapshots": 2_000, "coins": 200,
@@ -40,13 +43,15 @@ SMOKE: dict[str, Any] = {
     "embedded_snapshots": 1_000,
     "history": {"coins": 10, "raw_days": 3, "days": 30, "baseline_days": 3, "reps": 3, "min_reps": 3,
                 "baseline_min_reps": 2, "budget": 0.5, "baseline_budget": 0.5},
+    "live": {"clients": 50, "rate": 200.0, "pairs": 60, "seconds": 6.0, "baseline_seconds": 4.0, "warmup": 3.0,
+             "api_rate": 100.0},
 }
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--smoke", action="store_true", help="tiny sizes (CI): same code paths, well under a minute")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes (CI): same code paths, about a minute")
     p.add_argument("--only", default=",".join(SECTIONS),
                    help=f"comma list of sections to run (default: all of {','.join(SECTIONS)})")
     p.add_argument("--out", default=None,
@@ -89,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import embedded
 
         jobs["embedded"] = lambda: embedded.run(size["embedded_snapshots"], size["coins"], bs, bt)
+    if "live" in args.sections:  # SQLite and the simulator: no service needed
+        from benchmarks import live
+
+        jobs["live"] = lambda: live.run(live.Sizes(**size["live"]))
     if services is not None:
         svc = services
         if "sink" in args.sections:

@@ -18,8 +18,9 @@ polling the database and encoding its own snapshots (``app.state.stream_mode = "
     python -m benchmarks.sse_clients compare --clients 200 --configs hub-notify,per-client
     python -m benchmarks.sse_clients clients --url http://127.0.0.1:8000 --clients 100 --seconds 10
 
-The functions are reusable: :func:`run_clients` (N connections, each a :class:`ClientLog`),
-:func:`delivery_delays`, :class:`ServerProcess` and :func:`measure` (one configuration, one client count).
+The functions are reusable: :func:`run_clients` (N connections, each a :class:`ClientLog` or a subclass
+that reads frames its own way), :func:`delivery_delays`, :class:`JsonLinesProcess` (a subprocess that reports
+on stdout), :class:`ServerProcess` and :func:`measure` (one configuration, one client count).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -62,6 +63,7 @@ class ClientLog:
     events: dict[str, int] = field(default_factory=dict)
     received: int = 0  # bytes
     connected_at: float | None = None
+    closed_at: float | None = None  # when the connection ended (the server closed it, an error, or the end)
     error: str | None = None
 
     def note(self, frame: bytes, received: float) -> None:
@@ -115,16 +117,19 @@ async def _one_client(host: str, port: int, path: str, log: ClientLog, until: fl
     except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
         log.error = f"{type(exc).__name__}: {exc}"
     finally:
+        log.closed_at = time.time()
         if writer is not None:
             writer.close()
 
 
-async def _clients(url: str, n: int, seconds: float, token: str | None, ramp: float) -> list[ClientLog]:
+async def open_clients(url: str, n: int, seconds: float, *, token: str | None = None, ramp: float = 0.05,
+                       make_log: Callable[[], ClientLog] = ClientLog) -> list[ClientLog]:
+    """:func:`run_clients` inside a running event loop (beside other tasks)."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     path = "/api/stream" + (f"?token={token}" if token else "")
     until = time.time() + seconds
-    logs = [ClientLog() for _ in range(n)]
+    logs = [make_log() for _ in range(n)]
     tasks = []
     for k, log in enumerate(logs):
         tasks.append(asyncio.create_task(_one_client(host, port, path, log, until)))
@@ -137,9 +142,10 @@ async def _clients(url: str, n: int, seconds: float, token: str | None, ramp: fl
     return logs
 
 
-def run_clients(url: str, n: int, seconds: float, *, token: str | None = None, ramp: float = 0.05) -> list[ClientLog]:
+def run_clients(url: str, n: int, seconds: float, *, token: str | None = None, ramp: float = 0.05,
+                make_log: Callable[[], ClientLog] = ClientLog) -> list[ClientLog]:
     """``n`` SSE clients on ``url``'s ``/api/stream`` for ``seconds`` (from now); what each received."""
-    return asyncio.run(_clients(url, n, seconds, token, ramp))
+    return asyncio.run(open_clients(url, n, seconds, token=token, ramp=ramp, make_log=make_log))
 
 
 def delivery_delays(writes: Sequence[float], logs: Sequence[ClientLog], *, since: float,
@@ -234,24 +240,22 @@ def _serve(args: argparse.Namespace) -> None:
         handle.stop()
 
 
-class ServerProcess:
-    """``python -m benchmarks.sse_clients serve`` in a subprocess; its output read by a thread."""
+class JsonLinesProcess:
+    """A subprocess that prints one JSON object a line, read by a thread; started once it printed ``url``
+    and ``pid``. Closing its stdin asks it to stop."""
 
-    def __init__(self, db: Path, *, mode: str, poll: float, notify: bool, coins: int, moved: int,
-                 every: float = 1.0) -> None:
-        command = [sys.executable, "-m", "benchmarks.sse_clients", "serve", "--db", str(db), "--mode", mode,
-                   "--poll", str(poll), "--coins", str(coins), "--moved", str(moved), "--every", str(every)]
-        if notify:
-            command.append("--notify")
-        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     cwd=Path(__file__).resolve().parents[1])
+    def __init__(self, command: Sequence[str], *, what: str = "the benchmark server", stderr: Any = None,
+                 start_timeout: float = 60.0) -> None:
+        self.what = what
+        self.proc = subprocess.Popen(list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     stderr=stderr, cwd=Path(__file__).resolve().parents[1])
         self.lines: list[dict[str, Any]] = []
         self._started = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        if not self._started.wait(60):
+        if not self._started.wait(start_timeout) or self.proc.poll() is not None:
             self.close()
-            raise RuntimeError("the benchmark server did not start")
+            raise RuntimeError(f"{what} did not start (exit status {self.proc.returncode})")
         first = next(line for line in self.lines if "url" in line)
         self.url, self.pid = str(first["url"]), int(first["pid"])
 
@@ -262,9 +266,37 @@ class ServerProcess:
             self.lines.append(line)
             if "url" in line:
                 self._started.set()
+        self._started.set()  # it ended: whoever waits for the start need not wait longer
 
     def value(self, key: str) -> Any:
         return next((line[key] for line in self.lines if key in line), None)
+
+    def close(self) -> dict[str, Any]:
+        """Stop it (its stdin closed, killed after 30 s); its last report (:meth:`last`)."""
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._reader.join(5)
+        return self.last()
+
+    def last(self) -> dict[str, Any]:
+        return self.lines[-1] if self.lines else {}
+
+
+class ServerProcess(JsonLinesProcess):
+    """``python -m benchmarks.sse_clients serve`` in a subprocess."""
+
+    def __init__(self, db: Path, *, mode: str, poll: float, notify: bool, coins: int, moved: int,
+                 every: float = 1.0) -> None:
+        command = [sys.executable, "-m", "benchmarks.sse_clients", "serve", "--db", str(db), "--mode", mode,
+                   "--poll", str(poll), "--coins", str(coins), "--moved", str(moved), "--every", str(every)]
+        if notify:
+            command.append("--notify")
+        super().__init__(command)
 
     def writes(self) -> list[float]:
         return [float(line["write"]) for line in self.lines if "write" in line]
@@ -282,16 +314,7 @@ class ServerProcess:
         tid = self.value("writer_tid")
         return _cpu_ticks(self.pid), _cpu_ticks(self.pid, int(tid)) if tid else 0
 
-    def close(self) -> dict[str, Any]:
-        """Stop it; its last line (database reads, the hub's counters)."""
-        if self.proc.stdin is not None and not self.proc.stdin.closed:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        self._reader.join(5)
+    def last(self) -> dict[str, Any]:
         return next((line for line in reversed(self.lines) if "final_reads" in line), {})
 
 

@@ -964,3 +964,25 @@ def test_stopping_the_simulator_releases_the_feed_port() -> None:
     sim.stop()
     with pytest.raises(OSError):
         connect(url, open_timeout=2, legacy=True)
+
+
+def test_feed_pairs_can_be_capped_and_ticks_heard() -> None:
+    heard: list[tuple[str, list[str], float]] = []
+    sim = Simulator(faults="none", seed=7, step_seconds=FROZEN, feed_tick=0.1)
+    sim.feeds.max_pairs = 5
+    sim.feeds.on_tick = lambda exchange, pairs, at: heard.append((exchange, pairs, at))
+    with sim, ws(sim, "/binance/stream?streams=!miniTicker@arr") as connection:
+        before = time.time()
+        frame = received(connection, 1)[0]
+    stats = sim.stats()["feeds"]["binance"]  # once stopped: a tick is counted after its frame is sent
+    listed = list(sim.feeds.listings("binance"))
+    assert len(listed) == 5 and listed[0] == "BTCUSDT"  # the largest coins' pairs first
+    assert [item["s"] for item in frame["data"]] == listed
+    exchange, pairs, at = heard[0]
+    assert exchange == "binance" and pairs == listed
+    assert before - 0.2 <= at <= min(item["E"] for item in frame["data"]) / 1000 + 0.001
+    assert stats["ticks"] >= 1 and stats["updates"] == 5 * stats["ticks"]
+    coinbase = sim.feeds.listings("coinbase")  # -USDC aliases stay beside the pairs they answer for
+    assert len([p for p, listed in coinbase.items() if listed.served_as is None]) == 5
+    assert {listed.served_as for listed in coinbase.values() if listed.served_as} <= set(coinbase)
+    assert "BTC-USDC" in coinbase

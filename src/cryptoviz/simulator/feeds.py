@@ -21,6 +21,11 @@ share (``UNI``) is listed once, for the larger coin, and Polygon and Render are 
 tickers (``POL``, ``RENDER``). Prices are computed once per market step and exchange, so a tick costs
 little more than encoding its frames.
 
+For load tests, ``max_pairs`` caps the pairs each exchange sends data for (its largest coins' pairs first;
+Coinbase's ``-USDC`` aliases of the pairs kept stay listed) and ``on_tick(exchange, pairs, at)`` hears of
+every data frame sent: the pairs it updated and a time no later than the frame's own timestamps (``at``,
+epoch seconds).
+
 Faults (see :mod:`cryptoviz.simulator.faults`): ``disconnect``, ``stall`` and ``server-close`` hit a
 connection ``feed_fault_after`` seconds after it opened; ``sequence-gap`` (Coinbase), ``flood``,
 ``malformed`` and ``garbage`` hit ticks. Every draw comes from the seed, the exchange and the connection's
@@ -168,6 +173,7 @@ class _Counts:
     connections: int = 0
     ticks: int = 0
     frames: int = 0
+    updates: int = 0  # pair updates sent in ticks (a tick updates every subscribed pair)
     faults: dict[str, int] = field(default_factory=dict)
 
 
@@ -179,11 +185,15 @@ class FeedServer:
 
     def __init__(self, market: Callable[[], Market], lock: threading.Lock, faults: Faults, seed: int = 0, *,
                  host: str = "127.0.0.1", port: int = 0, tick_seconds: float = 1.0,
-                 subscribe_timeout: float = SUBSCRIBE_TIMEOUT) -> None:
+                 subscribe_timeout: float = SUBSCRIBE_TIMEOUT, max_pairs: int | None = None,
+                 on_tick: Callable[[str, list[str], float], None] | None = None) -> None:
         if tick_seconds <= 0:
             raise ValueError(f"tick_seconds must be positive, got {tick_seconds}")
+        if max_pairs is not None and max_pairs < 1:
+            raise ValueError(f"max_pairs must be at least 1, got {max_pairs}")
         self.host, self.port, self.faults, self.seed = host, port, faults, seed
         self.tick_seconds, self.subscribe_timeout = tick_seconds, subscribe_timeout
+        self.max_pairs, self.on_tick = max_pairs, on_tick  # set before start(): read on each subscription
         self._market, self._market_lock = market, lock
         self._lock = threading.Lock()  # the caches and counts below
         self._listings: dict[str, dict[str, Listing]] = {}
@@ -223,7 +233,8 @@ class FeedServer:
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {exchange: {"connections": c.connections, "ticks": c.ticks, "frames": c.frames,
-                               "faults": dict(sorted(c.faults.items()))} for exchange, c in self._counts.items()}
+                               "updates": c.updates, "faults": dict(sorted(c.faults.items()))}
+                    for exchange, c in self._counts.items()}
 
     def connected(self, exchange: str) -> int:
         """Count a new connection to ``exchange``; returns its number (1 for the first)."""
@@ -232,11 +243,13 @@ class FeedServer:
             counts.connections += 1
             return counts.connections
 
-    def count(self, exchange: str, *, ticks: int = 0, frames: int = 0, fault: str | None = None) -> None:
+    def count(self, exchange: str, *, ticks: int = 0, frames: int = 0, updates: int = 0,
+              fault: str | None = None) -> None:
         with self._lock:
             counts = self._counts[exchange]
             counts.ticks += ticks
             counts.frames += frames
+            counts.updates += updates
             if fault is not None:
                 counts.faults[fault] = counts.faults.get(fault, 0) + 1
 
@@ -248,7 +261,11 @@ class FeedServer:
         with self._lock:
             found = self._listings.get(exchange)
             if found is None:
-                found = self._listings[exchange] = listings(coins, exchange)
+                found = listings(coins, exchange)
+                if self.max_pairs is not None:  # pairs with data of their own; aliases of those kept stay
+                    kept = set([pair for pair, listed in found.items() if listed.served_as is None][:self.max_pairs])
+                    found = {pair: listed for pair, listed in found.items() if (listed.served_as or pair) in kept}
+                self._listings[exchange] = found
             return found
 
     def priced(self, exchange: str) -> dict[str, Priced]:
@@ -399,6 +416,7 @@ class _Session:
 
     def tick(self) -> None:
         self.ticks += 1
+        at = time.time()  # before any timestamp the frames carry
         flood = self.hit("flood")
         malformed = self.hit("malformed")
         garbage = self.hit("garbage")
@@ -416,7 +434,9 @@ class _Session:
             cut = bool(self.ticks % 2)
             self.send(body[:max(1, len(body) // 2)] if cut else self.rng.randbytes(32), text=cut)
         self.last_data = time.monotonic()
-        self.server.count(self.exchange, ticks=1)
+        self.server.count(self.exchange, ticks=1, updates=len(rows))
+        if self.server.on_tick is not None:
+            self.server.on_tick(self.exchange, [row.pair for row in rows], at)
 
     def outlier(self, row: Priced) -> Priced:
         faults = self.faults
