@@ -455,3 +455,54 @@ def test_a_source_that_keeps_answering_nothing_usable_opens_its_breaker() -> Non
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --- the consensus's memory from one cycle to the next ------------------------------------------------------
+
+
+def _named_feed(name: str) -> tuple[SourceSpec, type[TickerFeed]]:
+    def parse(body: bytes, collected_at: datetime, currency: str) -> ParseResult:
+        result = parse_ticks(body, collected_at, currency)
+        return ParseResult(quotes=[replace(q, source=name) for q in result.quotes])
+
+    feed_class = type(f"Feed_{name}", (TickerFeed,), {"name": name,
+                                                      "parse": lambda self, page: parse(page.body, page.fetched_at,
+                                                                                        "usd")})
+    spec = SourceSpec(name=name, title=f"test feed {name}", kind="push", namespace=IdNamespace(name), trust=0.8,
+                      parse=parse, build=feed_class, budget=RequestBudget(per_minute=60))
+    return spec, feed_class
+
+
+def test_a_source_left_out_as_an_outlier_stays_out_until_well_back_in_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The collector hands each cycle what the last one remembered: 4 % off stays out after 10 % off
+    (the limit is 5 %, re-admission within 2.5 %), while a collector without that memory takes it."""
+    names = ("feed-a", "feed-b", "feed-c")
+    made = {name: _named_feed(name) for name in names}
+    monkeypatch.setattr(registry, "SPECS", MappingProxyType({**registry.SPECS, **{n: s for n, (s, _) in made.items()}}))
+    settings = load_settings(sources=",".join(names), disagreement_tolerance=0.05)
+
+    def cycle(collector: Collector, feeds: list[TickerFeed], off: float) -> CoinSnapshot:
+        at = utc_now()
+        for feed, price in zip(feeds, (100.0, 100.1, 100.0 * (1 + off)), strict=True):
+            feed.push(tick_frame(at, btc=price), at)
+        collector.run_cycle()
+        [btc] = [s for s in collector.publisher.batches[-1] if s.symbol == "BTC"]  # type: ignore[attr-defined]
+        return btc
+
+    def collector() -> tuple[Collector, list[TickerFeed]]:
+        feeds = [made[n][1]() for n in names]
+        return Collector(settings, feeds, ListPublisher()), feeds
+
+    remembering, feeds = collector()
+    try:
+        first = cycle(remembering, feeds, 0.10)
+        assert "feed-c" not in first.sources_used
+        assert "feed-c" not in cycle(remembering, feeds, 0.04).sources_used  # still out: not within half
+        assert "feed-c" in cycle(remembering, feeds, 0.01).sources_used  # back within half the limit
+    finally:
+        remembering.close()
+    fresh, feeds = collector()
+    try:
+        assert "feed-c" in cycle(fresh, feeds, 0.04).sources_used  # no memory: 4 % is within the limit
+    finally:
+        fresh.close()
