@@ -359,8 +359,10 @@ def test_collector_and_two_consumers_in_separate_processes(kafka_bootstrap: str,
     try:
         time.sleep(6)  # both join the group before the first message
         with start_simulator(port=0, faults="none", seed=3, n_coins=150) as sim:
+            # The aggregators only: every snapshot then comes from a cycle that pipeline_runs counts (the
+            # exchanges' live updates between cycles are published outside them).
             collect_env = {**env, **{f"CRYPTOVIZ_{k.upper()}": v for k, v in sim.settings_overrides().items()},
-                           "CRYPTOVIZ_TOP_N": "150"}
+                           "CRYPTOVIZ_TOP_N": "150", "CRYPTOVIZ_SOURCES": "coingecko,coinmarketcap,coinpaprika"}
             collector = subprocess.run(
                 [sys.executable, "-m", "cryptoviz", "collect", "--duration", "10", "--interval", "3"],
                 env=collect_env, capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False)
