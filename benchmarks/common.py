@@ -88,20 +88,26 @@ def fresh_database(services: Services, label: str, revision: str = "head") -> It
         _drop_database(admin, name)
 
 
-def _drop_database(admin: str, name: str) -> None:
-    """Drop ``name``, retrying while an autovacuum worker (which FORCE may not end) still holds it."""
+def _drop_database(admin: str, name: str, patience: float = 180.0) -> None:
+    """Drop ``name``, retrying while an autovacuum worker (which FORCE may not end) still holds it: after a
+    million-row load, one can take a minute or two."""
     import psycopg
 
-    for attempt in range(20):
+    deadline = time.monotonic() + patience
+    waited = False
+    while True:
         try:
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             return
         except psycopg.Error as exc:
-            if attempt == 19:
-                progress(f"could not drop benchmark database {name}: {str(exc).strip()}")
+            if time.monotonic() >= deadline:
+                progress(f"could not drop benchmark database {name} (drop it by hand): {str(exc).strip()}")
                 return
-            time.sleep(0.5)
+            if not waited:
+                progress(f"{name}: waiting for autovacuum to leave it before dropping it")
+                waited = True
+            time.sleep(1.0)
 
 
 @contextmanager
