@@ -7,7 +7,6 @@ one run. Its snapshots have no interval (``price_low``/``price_high`` None) and 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -26,10 +25,11 @@ from cryptoviz.reconcile.consensus import (
     _field_median,
     _from_heavier,
     _median,
+    _settle,
     weighted_median,
 )
 from cryptoviz.reconcile.identity import CoinId
-from cryptoviz.reconcile.memory import DISAGREEMENT, OUTLIER
+from cryptoviz.reconcile.memory import OUTLIER
 from cryptoviz.reconcile.rows import Row
 from cryptoviz.validate import STALE
 
@@ -133,19 +133,5 @@ def _without_outliers(by_price: list[Row], tol: float, dropped: dict[str, str]) 
         else:
             kept.append(row)
     return kept
-
-
-def _settle(pair: list[Row], previous: float | None, dropped: dict[str, str]) -> list[Row]:
-    """Of two disagreeing quotes, the one nearer the previous price; both on a tie or without one."""
-    if previous is None or not 0.0 < previous < math.inf:
-        return pair
-    a, b = pair
-    da = abs(a[4] - previous)
-    db = abs(b[4] - previous)
-    if da == db:
-        return pair
-    near, far = (a, b) if da < db else (b, a)
-    dropped[far[0]] = DISAGREEMENT
-    return [near]
 
 
